@@ -1,0 +1,144 @@
+"""Download checkpoints: a small JSON sidecar beside ``<dest>.part``, written atomically, holding no secrets.
+
+It records which byte ranges of the .part file are done and the remote's identity (size, ETag,
+Last-Modified), so a resume never trusts the file size and never appends to a changed remote.
+
+Two done-sets are kept. ``durable`` ranges were fdatasync'ed before the checkpoint naming them was fsync'ed:
+they survive a power cut. ``written`` ranges reached the kernel (pwrite returned) but may not be on disk yet:
+they survive a killed process, not a reboot. The kernel's boot id tells which case a resume is in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from app.engine.ranges import RangeSet
+
+MAGIC = "rusty-cat/download-checkpoint"
+VERSION = 1
+PART_SUFFIX = ".part"
+CHECKPOINT_SUFFIX = ".part.ckpt"
+
+
+def part_path(dest: str) -> str:
+    return dest + PART_SUFFIX
+
+
+def checkpoint_path(dest: str) -> str:
+    return dest + CHECKPOINT_SUFFIX
+
+
+def boot_id() -> str | None:
+    """An id that changes on every boot (Linux); None elsewhere, where only durable ranges are trusted."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass
+class DownloadCheckpoint:
+    url: str  # scheme://host/path only: never the query, which may carry a signature
+    total_size: int | None
+    etag: str | None
+    last_modified: str | None
+    chunk_size: int
+    ranged: bool = True  # False when the server can't do ranges: only a contiguous prefix is meaningful
+    written: list[list[int]] = field(default_factory=list)
+    durable: list[list[int]] = field(default_factory=list)
+    boot_id: str | None = None
+
+    def done(self, current_boot_id: str | None) -> RangeSet:
+        """The ranges a resume may trust now."""
+        trusted = self.written if (self.boot_id and self.boot_id == current_boot_id) else self.durable
+        return RangeSet([(s, e) for s, e in trusted])
+
+
+class CheckpointError(ValueError):
+    """The sidecar is torn, foreign or from another version; the caller restarts cleanly."""
+
+
+def encode(ckpt: DownloadCheckpoint) -> bytes:
+    data = asdict(ckpt)
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    return json.dumps({"magic": MAGIC, "version": VERSION, "sha256": digest, "data": data},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode(raw: bytes) -> DownloadCheckpoint:
+    try:
+        outer = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(outer, dict) or outer.get("magic") != MAGIC:
+        raise CheckpointError("not a rusty-cat download checkpoint")
+    if outer.get("version") != VERSION:
+        raise CheckpointError(f"unsupported checkpoint version {outer.get('version')!r}")
+    data = outer.get("data")
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    if hashlib.sha256(body.encode()).hexdigest() != outer.get("sha256"):
+        raise CheckpointError("checkpoint self-hash mismatch (torn or edited file)")
+    try:
+        ckpt = DownloadCheckpoint(**data)
+        for spans in (ckpt.written, ckpt.durable):
+            for s, e in spans:
+                if not (isinstance(s, int) and isinstance(e, int) and 0 <= s <= e):
+                    raise CheckpointError("checkpoint holds an invalid range")
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint fields are invalid: {exc}") from None
+    return ckpt
+
+
+def load(path: str) -> DownloadCheckpoint | None:
+    """The checkpoint at ``path``; None if there is none; CheckpointError if it can't be trusted."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(16 << 20)
+    except FileNotFoundError:
+        return None
+    return decode(raw)
+
+
+def write_atomic(path: str, payload: bytes, *, durable: bool) -> None:
+    """Temp file → (fsync) → rename → (fsync dir): a crash leaves the old or the new file, never half."""
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def fsync_dir(directory: str) -> None:
+    if os.name != "posix":
+        return
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def remove(path: str) -> None:
+    for p in (path, f"{path}.tmp"):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass

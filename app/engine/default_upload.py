@@ -1,0 +1,117 @@
+"""The seed's default upload wire protocol: multipart/form-data prepare and chunk requests, JSON answers.
+
+Field names and order are a wire contract (seed-behavior §5.2); the body is sent with an explicit
+Content-Length, never chunked, and the chunk bytes are streamed from the buffer without another copy.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from app.engine.errors import InnerErrorCode, MeowError
+from app.engine.http import read_preview, status_error, transport_error
+from app.engine.protocols import TransferTask, UploadChunkCtx, UploadPrepareCtx, UploadResumeInfo
+from app.engine.redact import redact_text
+
+MAX_RETRY_AFTER = 60.0
+_PIECE = 256 * 1024
+
+
+class MultipartBody:
+    """A re-iterable multipart body of text fields and at most one binary part, with a known length."""
+
+    def __init__(self, fields: list[tuple[str, str]], file_part: bytes | None = None, file_first: bool = True):
+        self.boundary = f"rustycat-{uuid.uuid4().hex}"
+        b = self.boundary
+        texts = b"".join(
+            f'--{b}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode() for name, value in fields
+        )
+        self._parts: list[bytes | memoryview]
+        if file_part is None:
+            self._parts = [texts + f"--{b}--\r\n".encode()]
+        else:
+            head = (f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="upload_chunk_data"\r\n'
+                    f"Content-Type: application/octet-stream\r\n\r\n").encode()
+            self._parts = [head, memoryview(file_part), b"\r\n" + texts + f"--{b}--\r\n".encode()]
+        self.length = sum(len(p) for p in self._parts)
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self._parts:
+            for i in range(0, len(part), _PIECE):
+                yield bytes(part[i:i + _PIECE])
+
+
+@dataclass
+class DefaultStyleUpload:
+    """``category`` is sent in every request (empty by default, as in the seed)."""
+
+    category: str = ""
+    parallel_parts: bool = False  # the server tracks one ``nextByte``: parts go in order
+
+    def _base_fields(self, task: TransferTask) -> list[tuple[str, str]]:
+        return [("fileMd5", task.file_sign), ("fileName", task.file_name), ("category", self.category)]
+
+    async def prepare(self, ctx: UploadPrepareCtx) -> UploadResumeInfo:
+        fields = [*self._base_fields(ctx.task), ("totalSize", str(ctx.task.total_size))]
+        return await self._send(ctx.client, ctx.task, MultipartBody(fields))
+
+    async def upload_chunk(self, ctx: UploadChunkCtx) -> UploadResumeInfo:
+        fields = [*self._base_fields(ctx.task), ("offset", str(ctx.offset)), ("partSize", str(len(ctx.chunk))),
+                  ("totalSize", str(ctx.task.total_size))]
+        return await self._send(ctx.client, ctx.task, MultipartBody(fields, ctx.chunk))
+
+    async def complete_upload(self, client: httpx.AsyncClient, task: TransferTask) -> str | None:
+        return None
+
+    async def abort_upload(self, client: httpx.AsyncClient, task: TransferTask) -> None:
+        return None
+
+    async def _send(self, client: httpx.AsyncClient, task: TransferTask, body: MultipartBody) -> UploadResumeInfo:
+        headers = [(k, v) for k, v in task.headers if k.lower() not in ("content-type", "content-length")]
+        headers += [("Content-Type", body.content_type), ("Content-Length", str(body.length))]
+        try:
+            request = client.build_request(task.method, task.url, headers=headers, content=body)
+            response = await client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, "upload request") from None
+        try:
+            if not response.is_success:
+                raise status_error(response, "upload HTTP", await read_preview(response), MAX_RETRY_AFTER)
+            try:
+                raw = await response.aread()
+            except httpx.TransportError as exc:
+                raise transport_error(exc, "upload response") from None
+        finally:
+            await response.aclose()
+        return parse_resume_info(raw)
+
+
+def parse_resume_info(raw: bytes) -> UploadResumeInfo:
+    """``{"fileId"?: str, "nextByte"?: int}``; empty body = no information; anything else is an error."""
+    text = raw.decode("utf-8", errors="replace")
+    if not text.strip():
+        return UploadResumeInfo()
+    preview = redact_text(text[:4096])
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"upload response json: {exc}, body: {preview}") from None
+    if not isinstance(data, dict):
+        raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"upload response json: not an object, body: {preview}")
+    file_id, next_byte = data.get("fileId"), data.get("nextByte")
+    if file_id is not None and not isinstance(file_id, str):
+        raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"upload response json: fileId is not a string, "
+                        f"body: {preview}")
+    if next_byte is not None and (isinstance(next_byte, bool) or not isinstance(next_byte, int)):
+        raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"upload response json: nextByte is not an integer, "
+                        f"body: {preview}")
+    return UploadResumeInfo(completed_file_id=file_id, next_byte=None if next_byte is None else max(0, next_byte))

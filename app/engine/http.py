@@ -1,0 +1,130 @@
+"""The engine's HTTP layer: one tuned httpx client per scheduler loop, and transport-error mapping."""
+
+from __future__ import annotations
+
+import socket
+from email.utils import parsedate_to_datetime
+from importlib.metadata import version
+from time import time
+
+import httpcore
+import httpx
+
+from app.engine.errors import InnerErrorCode, MeowError
+from app.engine.redact import redact_text
+
+#: httpcore reads 64 KiB per recv; larger reads cut per-byte CPU by ~60% on bulk bodies (measured, see
+#: reference §5.2). It is an internal class attribute, so it is set here only, for versions we have checked.
+HTTPCORE_READ_NUM_BYTES = 256 * 1024
+_TUNED_HTTPCORE = ("1.0.",)
+
+
+def tune_httpcore() -> bool:
+    """Raise httpcore's socket read size, once; returns whether the tuning applied to this version."""
+    if not version("httpcore").startswith(_TUNED_HTTPCORE):
+        return False
+    from httpcore._async.http11 import AsyncHTTP11Connection
+
+    AsyncHTTP11Connection.READ_NUM_BYTES = max(AsyncHTTP11Connection.READ_NUM_BYTES, HTTPCORE_READ_NUM_BYTES)
+    return True
+
+
+def _keepalive_options(keepalive: float) -> list[tuple[int, int, int]]:
+    opts = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    idle = max(1, int(keepalive))
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        opts.append((socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle))
+        opts.append((socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3)))
+    elif hasattr(socket, "TCP_KEEPALIVE"):  # macOS
+        opts.append((socket.IPPROTO_TCP, socket.TCP_KEEPALIVE, idle))
+    return opts
+
+
+def build_client(timeout: float, keepalive: float, max_connections: int = 64) -> httpx.AsyncClient:
+    """An HTTP/1.1 client with per-operation timeouts (never a whole-request one) and TCP keepalive.
+
+    Redirects are followed explicitly per request by the engine, not here; nothing is retried inside httpx,
+    so the engine's retry policy sees every failure.
+    """
+    try:
+        tune_httpcore()
+        transport = httpx.AsyncHTTPTransport(
+            retries=0,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                                keepalive_expiry=30.0),
+            socket_options=_keepalive_options(keepalive),
+        )
+        return httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(connect=timeout, read=timeout, write=timeout, pool=None),
+            headers={"User-Agent": f"rusty-cat/{version('rusty-cat') if _installed() else 'dev'}"},
+        )
+    except Exception as exc:  # pragma: no cover - only with a broken SSL setup
+        raise MeowError(InnerErrorCode.HTTP_CLIENT_BUILD_FAILED, f"cannot build HTTP client: {exc}") from exc
+
+
+def _installed() -> bool:
+    try:
+        version("rusty-cat")
+        return True
+    except Exception:
+        return False
+
+
+def transport_error(exc: BaseException, what: str) -> MeowError:
+    """Every network-level failure (connect, reset, timeout, broken body) is a retryable HttpError."""
+    kind = type(exc).__name__
+    detail = redact_text(str(exc)) or kind
+    if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
+        detail = f"timed out ({kind})"
+    return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: {detail}")
+
+
+#: Statuses worth another attempt; Retry-After is honoured on them.
+RETRYABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+
+
+def parse_retry_after(value: str | None, cap: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped; None when absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), cap)
+
+
+def status_error(response: httpx.Response, what: str, preview: bytes, max_retry_after: float,
+                 code: InnerErrorCode = InnerErrorCode.RESPONSE_STATUS_ERROR) -> MeowError:
+    """A non-success response as a MeowError: retryable for 408/429/5xx, final otherwise."""
+    status = response.status_code
+    text = redact_text(preview.decode("utf-8", errors="replace"))
+    remote_code = response.headers.get("x-ms-error-code") or response.headers.get("x-oss-ec")
+    return MeowError(
+        code,
+        f"{what} {status}: {text}" if text else f"{what} {status}",
+        status=status,
+        remote_code=remote_code,
+        retryable=status in RETRYABLE_STATUSES,
+        retry_after=parse_retry_after(response.headers.get("retry-after"), max_retry_after),
+    )
+
+
+async def read_preview(response: httpx.Response, limit: int = 4096) -> bytes:
+    """At most ``limit`` bytes of a body (error previews are capped so a huge error page costs nothing)."""
+    buf = bytearray()
+    try:
+        async for piece in response.aiter_raw():
+            buf += piece
+            if len(buf) >= limit:
+                break
+    except (httpx.HTTPError, httpcore.NetworkError, OSError):
+        pass
+    return bytes(buf[:limit])

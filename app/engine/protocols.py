@@ -1,0 +1,114 @@
+"""Plugin contracts: how a provider takes over the wire protocol of an upload or a download.
+
+The engine owns scheduling, retry, checkpoints, files and progress; a plugin only shapes requests and reads
+responses. Hooks may be plain functions or coroutines (the engine awaits what needs awaiting), so a plugin
+can fetch a fresh presigned URL from its backend lazily, per part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import httpx
+
+    from app.engine.config import BreakpointDownloadHttpConfig
+    from app.engine.record import Direction
+
+
+@dataclass(frozen=True)
+class TransferTask:
+    """Read-only view of a task given to plugins, built fresh for every run (so it reflects the probe)."""
+
+    direction: Direction
+    file_name: str
+    file_path: str
+    url: str
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    chunk_size: int
+    total_size: int
+    file_sign: str
+    breakpoint_download_http: BreakpointDownloadHttpConfig
+
+
+@dataclass(frozen=True)
+class UploadResumeInfo:
+    """A server's answer about an upload: done (``completed_file_id``), where to go on (``next_byte``),
+    or, for protocols with independent parts, which byte ranges the server already holds."""
+
+    completed_file_id: str | None = None
+    next_byte: int | None = None
+    done_ranges: tuple[tuple[int, int], ...] | None = None  # half-open [start, end)
+
+
+@dataclass
+class UploadPrepareCtx:
+    client: httpx.AsyncClient
+    task: TransferTask
+    local_offset: int
+
+
+@dataclass
+class UploadChunkCtx:
+    client: httpx.AsyncClient
+    task: TransferTask
+    chunk: bytes
+    offset: int
+
+    @property
+    def index(self) -> int:
+        """Zero-based part index on the task's chunk grid."""
+        return self.offset // self.task.chunk_size
+
+
+@runtime_checkable
+class BreakpointUpload(Protocol):
+    """Upload wire protocol. ``parallel_parts`` says parts may travel at once and in any order."""
+
+    parallel_parts: bool
+
+    async def prepare(self, ctx: UploadPrepareCtx) -> UploadResumeInfo: ...
+
+    async def upload_chunk(self, ctx: UploadChunkCtx) -> UploadResumeInfo: ...
+
+    async def complete_upload(self, client: httpx.AsyncClient, task: TransferTask) -> str | None: ...
+
+    async def abort_upload(self, client: httpx.AsyncClient, task: TransferTask) -> None: ...
+
+
+@dataclass
+class DownloadHeadCtx:
+    """The probe request being built. A plugin may switch ``method`` to GET (with ``Range: bytes=0-0``) where
+    HEAD is not allowed, and may rewrite ``url`` (e.g. a freshly presigned one)."""
+
+    task: TransferTask
+    url: str
+    headers: dict[str, str]
+    method: str = "HEAD"
+
+
+@dataclass
+class DownloadRangeGetCtx:
+    task: TransferTask
+    url: str
+    range_value: str
+    start: int
+    end: int | None  # inclusive; None for an open-ended range
+    headers: dict[str, str]
+    validator: str | None = None  # the ETag the engine expects, for If-Match / If-Range
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class BreakpointDownload(Protocol):
+    """Download wire protocol: the seed's four hooks (each may be sync or async)."""
+
+    def head_url(self, task: TransferTask) -> str: ...
+
+    def merge_head_headers(self, ctx: DownloadHeadCtx) -> None: ...
+
+    def merge_range_get_headers(self, ctx: DownloadRangeGetCtx) -> None: ...
+
+    def total_size_from_head(self, headers: httpx.Headers) -> int | None: ...

@@ -1,0 +1,54 @@
+"""Bandwidth limits: token buckets, one global and one per task, changeable while transfers run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class TokenBucket:
+    """Allows ``rate`` bytes/second with a burst of a quarter second; ``rate=None`` means unlimited.
+
+    Callers ``await consume(n)`` after moving n bytes; the debt model lets a single large read through and
+    sleeps afterwards, so throughput converges to the limit without splitting reads.
+    """
+
+    def __init__(self, rate: int | None = None) -> None:
+        self._rate = rate
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+
+    @property
+    def rate(self) -> int | None:
+        return self._rate
+
+    def set_rate(self, rate: int | None) -> None:
+        self._refill()
+        self._rate = rate
+        if rate is not None:
+            self._tokens = min(self._tokens, rate / 4)
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        if self._rate is not None:
+            self._tokens = min(self._rate / 4, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+
+    def debit(self, n: int) -> float:
+        """Take n bytes; return how long the caller must wait to stay under the rate."""
+        if self._rate is None:
+            return 0.0
+        self._refill()
+        self._tokens -= n
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    async def consume(self, n: int) -> None:
+        delay = self.debit(n)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def consume_all(buckets: tuple[TokenBucket, ...], n: int) -> None:
+    delay = max((b.debit(n) for b in buckets), default=0.0)
+    if delay > 0:
+        await asyncio.sleep(delay)

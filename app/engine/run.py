@@ -1,0 +1,91 @@
+"""What a running transfer gets from the scheduler, and the retry loop shared by both directions."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from app.engine import log
+from app.engine.config import BreakpointDownloadHttpConfig, MeowConfig
+from app.engine.errors import MeowError
+from app.engine.protocols import TransferTask
+from app.engine.ratelimit import TokenBucket
+from app.engine.retry import RetryPolicy
+from app.engine.task import PounceTask
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunContext:
+    task: PounceTask
+    client: httpx.AsyncClient
+    config: MeowConfig
+    policy: RetryPolicy
+    buckets: tuple[TokenBucket, ...]
+    pool: ThreadPoolExecutor
+    file_sign: str
+    start_offset: int
+    report: Callable[[int, int], None]  # (bytes done, total or 0) → the scheduler's throttled Transmission
+
+    @property
+    def http_config(self) -> BreakpointDownloadHttpConfig:
+        return self.task.breakpoint_download_http or self.config.breakpoint_download_http
+
+    def view(self, total: int) -> TransferTask:
+        t = self.task
+        return TransferTask(
+            direction=t.direction, file_name=t.file_name, file_path=t.file_path, url=t.url, method=t.method,
+            headers=t.headers, chunk_size=t.chunk_size, total_size=total, file_sign=self.file_sign,
+            breakpoint_download_http=self.http_config,
+        )
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+
+async def maybe_await(value: T | Awaitable[T]) -> T:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def retrying(op: Callable[[int], Awaitable[T]], retries: int, policy: RetryPolicy, tag: str) -> T:
+    """Run ``op(attempt)``; retry retryable MeowErrors up to ``retries`` extra times with back-off.
+
+    Pause and cancel interrupt the back-off (it is an ordinary cancellable sleep), unlike the seed.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await op(attempt)
+        except MeowError as err:
+            if not err.retryable or attempt >= retries:
+                raise
+            delay = policy.delay_for(err, attempt)
+            log.debug(tag, lambda e=err, d=delay, a=attempt: f"attempt {a + 1} failed ({e}); retrying in {d:.2f}s")
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+async def run_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for every worker; on the first failure (or our own cancellation) stop the others, then re-raise."""
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for t in done:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
