@@ -29,7 +29,8 @@ class MultipartBody:
         self.boundary = f"rustycat-{uuid.uuid4().hex}"
         b = self.boundary
         texts = b"".join(
-            f'--{b}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode() for name, value in fields
+            f'--{b}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in fields
         )
         self._parts: list[bytes | memoryview]
         if file_part is None:

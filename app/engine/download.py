@@ -168,7 +168,7 @@ class DownloadRun:
                 log.info("download_prepare", f"restarting {redact_url(self.task.url)}: {restart.error.msg}")
                 if restarts > MAX_RESTARTS:
                     raise MeowError(InnerErrorCode.REMOTE_CHANGED,
-                                    f"the remote file kept changing during the download ({restart.error.msg})") from None
+                                    f"the remote file kept changing ({restart.error.msg})") from None
                 previous = (probe, restart.error)
                 self.fresh = True
 
@@ -431,7 +431,7 @@ class DownloadRun:
                 raise _Restart(MeowError(InnerErrorCode.REMOTE_CHANGED, "the remote file changed during the download"))
             raise _RangeIgnored(await read_preview(resp))
         if status == 412:
-            raise _Restart(MeowError(InnerErrorCode.REMOTE_CHANGED, "the remote file changed (412 Precondition Failed)"))
+            raise _Restart(MeowError(InnerErrorCode.REMOTE_CHANGED, "the remote file changed (412)"))
         if status == 416:
             raise _Restart(MeowError(InnerErrorCode.REMOTE_CHANGED, "the remote file is shorter than expected (416)"))
         preview = await read_preview(resp)

@@ -107,6 +107,7 @@ class Scheduler:
         self._tokens = 0
         self.http: httpx.AsyncClient | None = None
         self.pool = new_pool()
+        self._shutdown_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ thread and command plumbing
     def start(self) -> None:
@@ -453,7 +454,7 @@ class Scheduler:
             self._reap(g)
         for g in list(self.groups.values()):
             self._emit(g, TransferStatus.PAUSED)
-        asyncio.ensure_future(self._shutdown(cmd))
+        self._shutdown_task = asyncio.ensure_future(self._shutdown(cmd))
 
     async def _shutdown(self, cmd: Command) -> None:
         """Stop every run (each flushes its checkpoint on the way out), then the HTTP client and the loop."""

@@ -49,7 +49,7 @@ def _check_retries(name: str, n: int) -> int:
 
 def _normalize_chunk(chunk_size: int) -> int:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 0:
-        raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"chunk_size must be a non-negative integer, got {chunk_size!r}")
+        raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"chunk_size must be an integer >= 0, got {chunk_size!r}")
     return chunk_size or DEFAULT_CHUNK_SIZE
 
 

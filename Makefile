@@ -1,0 +1,119 @@
+# Rusty Cat: developer entry points.
+#
+#   make run    create .venv, install the app, start it (ARGS="..." is passed to the app)
+#   make test   install Python + Debian test dependencies, lint, run the whole suite
+#               (PYTEST_ARGS="..." is passed to pytest)
+#
+# Works from a clean clone (GNU make, Debian/Ubuntu); every target is idempotent.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+ARGS ?=
+PYTEST_ARGS ?=
+
+# Shared libraries Qt needs even on the offscreen platform (tests, --self-test).
+QT_DEBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libfreetype6 libglib2.0-0 libdbus-1-3
+# Extra libraries for Qt's xcb platform plugin; only installed by `make run` when an
+# X display ($DISPLAY) is present, so headless machines don't pull in X11 packages.
+XCB_DEBS := libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 \
+            libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1
+
+ifneq ($(strip $(DISPLAY)),)
+RUN_DEBS := $(QT_DEBS) $(XCB_DEBS)
+else
+RUN_DEBS := $(QT_DEBS)
+endif
+
+# Exit status 0 iff the interpreter is a supported CPython (3.11–3.13).
+PY_VERSION_OK := import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else 1)
+
+# $(call install_debs,PACKAGES): apt-get install whichever of PACKAGES are missing.
+# Runs in a subshell so its early `exit 0` never ends the calling recipe.
+# Cheap when everything is present (one dpkg-query per package, no apt-get update).
+# Prints a note and succeeds when apt-get is absent or we are not root.
+define install_debs
+( \
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then \
+	echo "note: apt-get not found; skipping Debian packages. Make sure these (or your distribution's equivalents) are installed: $(strip $(1))"; \
+	exit 0; \
+fi; \
+missing=""; \
+for pkg in $(1); do \
+	case "$$(dpkg-query -W -f='$${db:Status-Abbrev}' "$$pkg" 2>/dev/null)" in \
+		ii*) ;; \
+		*) missing="$$missing $$pkg" ;; \
+	esac; \
+done; \
+if [ -z "$$missing" ]; then exit 0; fi; \
+if [ "$$(id -u)" -ne 0 ]; then \
+	echo "note: missing Debian packages:$$missing"; \
+	echo "note: not root, skipping; install them with: sudo apt-get install$$missing"; \
+	exit 0; \
+fi; \
+echo "Installing Debian packages:$$missing"; \
+apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+)
+endef
+
+.PHONY: help run test lint venv system-deps run-deps clean
+
+help:
+	@echo "make run     create .venv, install Rusty Cat and start it (ARGS='--self-test' etc.)"
+	@echo "make test    install test dependencies (Python + Debian), run ruff and pytest (PYTEST_ARGS=...)"
+	@echo "make lint    ruff check app tests"
+	@echo "make clean   remove .venv, build output and caches"
+
+venv: $(STAMP)
+
+# Full install (app + test extras) so `make run` and `make test` share one venv.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+		echo "error: '$(PYTHON)' not found. Rusty Cat needs Python 3.11–3.13; pass PYTHON=/path/to/python3.X" >&2; \
+		exit 1; }
+	@$(PYTHON) -c '$(PY_VERSION_OK)' || { \
+		echo "error: Rusty Cat needs Python 3.11–3.13, but $(PYTHON) is $$($(PYTHON) -V 2>&1)." >&2; \
+		echo "error: install a supported Python and run e.g. 'make $(or $(MAKECMDGOALS),run) PYTHON=python3.12'." >&2; \
+		exit 1; }
+	@if [ -e $(VENV) ] && ! $(VENV_PY) -c '$(PY_VERSION_OK)' >/dev/null 2>&1; then \
+		echo "Removing unusable $(VENV) (missing or unsupported interpreter)"; \
+		rm -rf $(VENV); \
+	fi
+	@if [ ! -x $(VENV_PY) ]; then \
+		echo "Creating $(VENV) with $$($(PYTHON) -V 2>&1) ($(PYTHON))"; \
+		if ! $(PYTHON) -m venv $(VENV); then \
+			echo "venv creation failed; trying to install the Debian venv package"; \
+			rm -rf $(VENV); \
+			ver="$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')"; \
+			$(call install_debs,python$$ver-venv); \
+			$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }; \
+		fi; \
+	fi
+	$(VENV_PY) -m pip install --upgrade pip
+	$(VENV_PY) -m pip install -e '.[test]'
+	@touch $@
+
+system-deps:
+	@$(call install_debs,$(QT_DEBS))
+
+run-deps:
+	@$(call install_debs,$(RUN_DEBS))
+
+run: run-deps $(STAMP)
+	$(VENV_PY) -m app $(ARGS)
+
+test: system-deps $(STAMP)
+	$(VENV)/bin/ruff check app tests
+	QT_QPA_PLATFORM=offscreen $(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app tests
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
