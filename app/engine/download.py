@@ -123,8 +123,9 @@ class _PartFile:
             checkpoint.write_atomic(self.ckpt_path, checkpoint.encode(self.ckpt), durable=durable)
 
     async def close(self, keep_checkpoint: bool) -> None:
-        """Stop the writer, persist durably (if kept) and close the fd: runs to the end even when the task is
-        being cancelled, so a pause never loses what reached the disk."""
+        """Stop the writer, make the data durable, record it (unless the file is complete and about to be
+        renamed) and close the fd. Runs to the end even while the task is being cancelled, so a pause never
+        loses what reached the disk."""
         if self._saver is not None:
             self._saver.cancel()
         snapshot = self.written.copy()
@@ -133,6 +134,8 @@ class _PartFile:
             try:
                 if keep_checkpoint:
                     self.save_sync(snapshot, durable=True)
+                else:
+                    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
             finally:
                 os.close(self.fd)
 
@@ -351,7 +354,8 @@ class DownloadRun:
                 finally:
                     active.remove(seg)
 
-        tasks = [asyncio.create_task(worker()) for _ in range(min(self.workers, len(queue)))]
+        # Every connection starts, even on a resume with one gap left: idle ones split the biggest tail.
+        tasks = [asyncio.create_task(worker()) for _ in range(self.workers if queue else 0)]
         await run_all(tasks)
 
     def _steal(self, active: list[_Segment]) -> _Segment | None:

@@ -329,6 +329,9 @@ class Scheduler:
             self._dispatch()  # cancelled for pause/cancel/close: whoever cancelled it has emitted already
             return
         exc = t.exception()
+        if g.state is not State.RUNNING and exc is not None:
+            self._dispatch()  # a paused run failed on its way out: the pause stands, resume will retry
+            return
         if exc is None:
             total, payload = t.result()
             g.offset = g.total = total
@@ -373,8 +376,7 @@ class Scheduler:
     def _cmd_pause(self, cmd: Command) -> None:
         g = self._lookup(cmd.task_id)
         if g.state is State.RUNNING and g.runner is not None:
-            g.runner.cancel()
-            self.running[g.direction].discard(g) if g.runner.done() else None
+            g.runner.cancel()  # interrupts in-flight requests; the run flushes its checkpoint on the way out
         g.state = State.PAUSED
         self._emit(g, TransferStatus.PAUSED)
 
@@ -438,7 +440,8 @@ class Scheduler:
         active = [g for d in Direction for g in self.running[d]]
         return TransferSnapshot(
             queued_groups=queued, active_groups=len(active),
-            active_keys=tuple((g.direction, redact_url(g.key or "")) for g in active), paused_groups=paused,
+            active_keys=tuple((g.direction, g.key if g.path is None else redact_url(g.task.url)) for g in active),
+            paused_groups=paused,
         )
 
     def _cmd_set_rate(self, cmd: Command) -> None:
@@ -453,6 +456,7 @@ class Scheduler:
         for g in list(self.groups.values()):
             self._reap(g)
         for g in list(self.groups.values()):
+            g.state = State.PAUSED
             self._emit(g, TransferStatus.PAUSED)
         self._shutdown_task = asyncio.ensure_future(self._shutdown(cmd))
 
