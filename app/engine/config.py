@@ -51,7 +51,9 @@ class MeowConfig:
     """Every field of the seed's MeowConfig plus Rusty Cat's additions (chunk concurrency, rate limit …).
 
     ``http_timeout`` is a per-socket-operation (connect/read/write) timeout, never a whole-request one, so a
-    large chunk on a slow link does not time out while bytes keep flowing.
+    large chunk on a slow link does not time out while bytes keep flowing. ``worker_event_queue_capacity`` is
+    validated and kept for compatibility only: transfers run on the scheduler's own loop and report to it by
+    direct calls, so there is no worker-event queue to bound (callback backlog is bounded by coalescing).
     """
 
     max_upload_concurrency: int = 2
@@ -69,7 +71,6 @@ class MeowConfig:
     retry_base_delay: float = 0.2
     retry_max_delay: float = 5.0
     max_retry_after: float = 60.0
-    upload_checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "http_timeout", _seconds(self.http_timeout))
@@ -158,9 +159,6 @@ class MeowConfigBuilder:
 
     def max_retry_after(self, seconds: float) -> MeowConfigBuilder:
         return self._set("max_retry_after", seconds)
-
-    def upload_checkpoint_dir(self, path: str | None) -> MeowConfigBuilder:
-        return self._set("upload_checkpoint_dir", None if path is None else str(path))
 
     def build(self) -> MeowConfig:
         return MeowConfig(**self._values)
