@@ -531,7 +531,6 @@ class _BatchWriter:
         self.size = 0
         self.offset = seg.pos
         self.inflight: asyncio.Future[int] | None = None
-        self.inflight_at = 0
 
     async def add(self, piece: bytes) -> None:
         self.buf.append(piece)
@@ -544,24 +543,32 @@ class _BatchWriter:
         if not self.buf:
             return
         buffers, self.buf = self.buf, []
-        self.inflight_at, self.offset, self.size = self.offset, self.offset + self.size, 0
+        at, self.offset, self.size = self.offset, self.offset + self.size, 0
         try:
-            self.inflight = asyncio.get_running_loop().run_in_executor(
-                self.run.ctx.pool, pwrite_all, self.part.fd, buffers, self.inflight_at)
+            fut = asyncio.get_running_loop().run_in_executor(self.run.ctx.pool, pwrite_all, self.part.fd, buffers, at)
         except RuntimeError:  # pool shut down (client closing): nothing more can be written
-            self.inflight = None
+            return
+        fut.add_done_callback(lambda f: self._written(f, at))
+        self.inflight = fut
+
+    def _written(self, fut: asyncio.Future[int], at: int) -> None:
+        """Record a batch the moment the kernel has it (not when the next batch fills), so a kill loses at
+        most the batch still being received."""
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        n = fut.result()
+        self.part.mark_written(at, at + n)
+        self.seg.pos = at + n
+        self.run.ctx.report(self.part.written.total(), self.total)
 
     async def _settle(self) -> None:
         if self.inflight is None:
             return
         fut, self.inflight = self.inflight, None
         try:
-            n = await fut
+            await fut
         except OSError as exc:
             raise io_error(exc, f"cannot write {self.run.part_path}") from None
-        self.part.mark_written(self.inflight_at, self.inflight_at + n)
-        self.seg.pos = self.inflight_at + n
-        self.run.ctx.report(self.part.written.total(), self.total)
 
     async def drain(self) -> None:
         await self._flush()

@@ -1,0 +1,589 @@
+"""rusty-cat-cli: resumable downloads and chunked uploads from a terminal or a script.
+
+The CLI is a thin front end over the engine (:mod:`app.engine.api`): it turns arguments into one task, runs
+it on a :class:`MeowClient` and reports records either as a progress bar (stderr, only on a terminal) or as
+JSON lines (stdout, for scripts). All resumability lives in the engine: a download keeps ``<dest>.part`` and
+``<dest>.part.ckpt``, an upload asks the server where to continue; running the same command again after
+Ctrl-C, SIGTERM or even kill -9 therefore continues instead of starting over.
+
+Exit codes: 0 done, 1 the transfer failed, 2 usage error, 130 interrupted (SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from app import __version__
+from app.engine.api import (
+    DEFAULT_MAX_CHUNK_RETRIES,
+    DownloadPounceBuilder,
+    FileTransferRecord,
+    MeowClient,
+    MeowConfig,
+    MeowError,
+    PounceTask,
+    TaskId,
+    TransferStatus,
+    UploadPounceBuilder,
+    redact_url,
+)
+from app.engine.redact import redact_text
+from app.filenames import DEFAULT_NAME, filename_from_content_disposition, filename_from_url, sanitize_filename
+from app.sizes import format_size, parse_size
+
+PROG = "rusty-cat-cli"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_CHUNK = "1MiB"
+DEFAULT_CONNECTIONS = 4
+MAX_CONNECTIONS = 64
+MAX_RETRIES = 1000
+REDRAW_INTERVAL = 0.1  # seconds: at most ~10 progress-bar redraws per second
+NAME_PROBE_TIMEOUT = 15.0  # seconds per socket operation of the file-name probe
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """A problem with the command line that argparse's types cannot see (missing file, bad URL…): exit 2."""
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+def _size_arg(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _header_arg(text: str) -> tuple[str, str]:
+    """``'Name: value'`` → (name, value). The value is never echoed back: headers often carry tokens."""
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError("expected 'Name: value' (the header has no ':')")
+    name, value = name.strip(), value.strip()
+    if not name or not _TOKEN.match(name):
+        raise argparse.ArgumentTypeError(f"invalid header name {name[:64]!r} (expected 'Name: value')")
+    if any(c in value for c in "\r\n\0"):
+        raise argparse.ArgumentTypeError(f"the value of header {name} contains a line break or NUL")
+    return name, value
+
+
+def _connections_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= n <= MAX_CONNECTIONS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_CONNECTIONS}, got {n}")
+    return n
+
+
+def _retries_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= n <= MAX_RETRIES:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_RETRIES}, got {n}")
+    return n
+
+
+def _sha256_arg(text: str) -> str:
+    if not _SHA256.match(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected 64 hexadecimal digits, got {text[:80]!r}")
+    return text.strip().lower()
+
+
+def check_url(url: str) -> None:
+    """Reject URLs that can never work (exit 2) before any network traffic; reachability is the engine's job."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
+    except ValueError:
+        raise UsageError(f"malformed URL: {shown}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme or "none"
+        raise UsageError(f"unsupported URL scheme {scheme!r} in {shown} (use http:// or https://)")
+    if not parts.hostname:
+        raise UsageError(f"the URL has no host: {shown}")
+    if any(c.isspace() or ord(c) < 0x20 for c in url):
+        raise UsageError(f"the URL contains whitespace or control characters: {shown!r}")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chunk-size", type=_size_arg, default=parse_size(DEFAULT_CHUNK), metavar="SIZE",
+                   help=f"bytes per chunk (default {DEFAULT_CHUNK}); a resume re-sends at most one chunk per "
+                        "connection. SIZE: plain bytes or k/M/G/T, all 1024-based (512k = 512KB = 512KiB)")
+    p.add_argument("--connections", type=_connections_arg, default=DEFAULT_CONNECTIONS, metavar="N",
+                   help=f"parallel connections for this file, 1..{MAX_CONNECTIONS} (default {DEFAULT_CONNECTIONS}; "
+                        "uploads with the default protocol send parts in order)")
+    p.add_argument("--retries", type=_retries_arg, default=DEFAULT_MAX_CHUNK_RETRIES, metavar="N",
+                   help=f"retries per chunk on network errors, timeouts, 408/429/5xx (default "
+                        f"{DEFAULT_MAX_CHUNK_RETRIES}; 0 = fail at the first error)")
+    p.add_argument("--limit-rate", type=_size_arg, default=None, metavar="SIZE",
+                   help="bandwidth cap in bytes per second, e.g. 500k or 2M (default: unlimited)")
+    p.add_argument("--header", "-H", type=_header_arg, action="append", default=[], metavar="'K: V'",
+                   help="extra request header, repeatable (values are never printed)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per progress record on stdout, then a final "
+                        '{"event": "complete", ...} line; nothing else goes to stdout')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; separate from main() so help texts can be tested without running anything."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Resumable, chunked HTTP transfers. Interrupt a transfer (Ctrl-C, SIGTERM, even kill -9) "
+                    "and run the same command again: it continues where it stopped.",
+        epilog="Exit status: 0 done, 1 transfer failed, 2 usage error, 130 interrupted. "
+               "Sizes accept plain bytes or k/M/G/T suffixes, all 1024-based (4MiB = 4M = 4MB).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    dl = sub.add_parser(
+        "download", help="download URL to a file (resumable)",
+        description="Download URL with parallel range requests into PATH. Data goes to PATH.part with a "
+                    "checkpoint beside it, and PATH appears only when the download is complete (and verified, "
+                    "with --sha256). Run the same command again to resume.",
+    )
+    dl.add_argument("url", metavar="URL", help="http:// or https:// URL to download")
+    dl.add_argument("-o", "--output", metavar="PATH",
+                    help="destination file, or an existing directory (or one ending in '/') to put the file in. "
+                         "Default: the name from the server's Content-Disposition or the URL, made safe, in "
+                         "the current directory")
+    dl.add_argument("--sha256", type=_sha256_arg, metavar="HEX",
+                    help="expected SHA-256 of the whole file; a mismatch fails the download (exit 1)")
+    _add_common(dl)
+    dl.set_defaults(subparser=dl)
+
+    up = sub.add_parser(
+        "upload", help="upload FILE to URL with the chunk protocol (resumable)",
+        description="Upload FILE to URL in chunks with Rusty Cat's default multipart protocol. The server "
+                    "says where to continue, so running the same command again resumes. The server's file "
+                    "id is printed on stdout at the end.",
+    )
+    up.add_argument("file", metavar="FILE", help="the local file to upload")
+    up.add_argument("url", metavar="URL", help="http:// or https:// upload endpoint")
+    _add_common(up)
+    up.set_defaults(subparser=up)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- progress
+@dataclass
+class RateMeter:
+    """Transfer rate over a sliding window, so the rate and ETA follow the current speed, not the average
+    since start (which a resume would inflate and a stall would hide)."""
+
+    window: float = 5.0
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def add(self, now: float, done: int) -> None:
+        if self.samples and done < self.samples[-1][1]:
+            self.samples.clear()  # the transfer restarted (e.g. the remote changed): old samples mean nothing
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+
+    def rate(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def format_duration(seconds: float) -> str:
+    """``0:07``, ``12:34``, ``1:02:03`` — short enough for a progress line."""
+    s = max(0, int(seconds + 0.5))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def format_progress(done: int, total: int, rate: float, width: int = 80) -> str:
+    """One progress-bar line: percentage, bar, bytes done/total, rate and ETA, fitted to ``width`` columns.
+
+    ``total`` 0 means unknown (no percentage, bar or ETA). Pure, so the exact layout is unit-tested.
+    """
+    rate_text = f"{format_size(rate)}/s" if rate > 0 else "--/s"
+    if total > 0:
+        frac = min(1.0, max(0.0, done / total))
+        eta = format_duration((total - done) / rate) if rate > 0 and done < total else ("0:00" if done >= total
+                                                                                      else "--:--")
+        tail = f" {format_size(done)}/{format_size(total)}  {rate_text}  ETA {eta}"
+        head = f"{frac * 100:5.1f}%"
+        bar_width = width - len(head) - len(tail) - 3
+        if bar_width >= 5:
+            filled = int(frac * bar_width)
+            return f"{head} [{'#' * filled}{'.' * (bar_width - filled)}]{tail}"
+        return (head + tail)[:width]
+    return f"{format_size(done)}  {rate_text}"[:width]
+
+
+class Reporter:
+    """Turns engine records into output: JSON lines on stdout, a progress bar on a terminal's stderr,
+    or nothing while running (plain stderr that is a file or a pipe stays free of bar redraws)."""
+
+    def __init__(self, json_mode: bool, stdout: TextIO, stderr: TextIO) -> None:
+        self.json_mode = json_mode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.bar = not json_mode and _isatty(stderr)
+        self.meter = RateMeter()
+        self.last_draw = 0.0
+        self.drawn = False
+        self.last: FileTransferRecord | None = None
+
+    def record(self, rec: FileTransferRecord) -> None:
+        self.last = rec
+        if self.json_mode:
+            self._json(record_to_json(rec))
+        elif self.bar:
+            now = time.monotonic()
+            self.meter.add(now, rec.transferred_bytes)
+            if rec.status.is_terminal or now - self.last_draw >= REDRAW_INTERVAL:
+                self.last_draw = now
+                self._draw(rec)
+
+    def _draw(self, rec: FileTransferRecord) -> None:
+        width = _terminal_width(self.stderr)
+        line = format_progress(rec.transferred_bytes, rec.total_size, self.meter.rate(), width - 1)
+        self.stderr.write("\r" + line.ljust(width - 1))
+        self.stderr.flush()
+        self.drawn = True
+
+    def end_line(self) -> None:
+        """Leave the bar's line, so messages after it start on a fresh one."""
+        if self.drawn:
+            self.stderr.write("\n")
+            self.stderr.flush()
+            self.drawn = False
+
+    def complete(self, payload: str | None, file_path: str) -> None:
+        if self.json_mode:
+            self._json({"event": "complete", "payload": payload, "file_path": file_path})
+
+    def message(self, text: str) -> None:
+        self.end_line()
+        print(f"{PROG}: {text}", file=self.stderr, flush=True)
+
+    def _json(self, obj: dict[str, Any]) -> None:
+        self.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.stdout.flush()
+
+
+def record_to_json(rec: FileTransferRecord) -> dict[str, Any]:
+    """The --json shape of one record (stable field names; the error text is redacted)."""
+    error = None
+    if rec.error is not None:
+        error = error_to_json(rec.error)
+    return {
+        "task_id": str(rec.task_id), "status": rec.status.name.lower(), "direction": rec.direction.value,
+        "file_name": rec.file_name, "file_path": rec.file_path, "transferred_bytes": rec.transferred_bytes,
+        "total_size": rec.total_size, "progress": round(rec.progress, 6), "error": error,
+    }
+
+
+def error_to_json(err: MeowError) -> dict[str, Any]:
+    return {"code": _code_name(err), "value": int(err.code), "message": redact_text(err.msg),
+            "http_status": err.status}
+
+
+def _code_name(err: MeowError) -> str:
+    return getattr(err.code, "name", str(err.code))
+
+
+def describe_error(err: MeowError) -> str:
+    """``CHECKSUM_MISMATCH (116): sha256 mismatch …`` — the code name lets users search docs and issues."""
+    msg = redact_text(err.msg) or "no details"
+    return f"{_code_name(err)} ({int(err.code)}): {msg}"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _terminal_width(stream: TextIO) -> int:
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 80
+    return max(20, columns) if columns > 0 else 80  # 0 = the terminal did not say (e.g. a fresh pty)
+
+
+# ---------------------------------------------------------------------------------------------- downloads
+def _is_dir_target(path: str) -> bool:
+    return os.path.isdir(path) or path.endswith(("/", os.sep))
+
+
+async def probe_filename(url: str, headers: Sequence[tuple[str, str]]) -> str | None:
+    """The file name the server suggests in Content-Disposition, or None. One HEAD; a ``Range: bytes=0-0``
+    GET where HEAD is refused. Any failure is ignored: the engine probes again and reports real errors."""
+    base = [(k, v) for k, v in headers if k.lower() not in ("range", "accept-encoding")]
+    base.append(("Accept-Encoding", "identity"))
+    timeout = httpx.Timeout(NAME_PROBE_TIMEOUT)
+    try:
+        async with httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client:
+            resp = await client.head(url, headers=base)
+            if resp.status_code in (403, 405, 501):
+                async with client.stream("GET", url, headers=[*base, ("Range", "bytes=0-0")]) as resp:
+                    pass  # headers are enough; leaving the block closes the body unread
+            if not resp.is_success:
+                return None
+            return filename_from_content_disposition(resp.headers.get("content-disposition"))
+    except (httpx.HTTPError, OSError, ValueError):
+        return None
+
+
+async def resolve_destination(url: str, output: str | None, headers: Sequence[tuple[str, str]]) -> str:
+    """Where a download goes. An explicit file path is used as given; otherwise the server's or URL's name,
+    sanitised to one path component, inside ``output`` (a directory) or the current directory."""
+    if output is not None and not _is_dir_target(output):
+        return output
+    suggested = await probe_filename(url, headers)
+    name = sanitize_filename(suggested) if suggested else None
+    if name is None or name == DEFAULT_NAME:
+        name = sanitize_filename(filename_from_url(url))
+    folder = output if output is not None else os.getcwd()
+    return os.path.join(folder, name)
+
+
+def build_download(args: argparse.Namespace, dest: str) -> PounceTask:
+    dest = os.path.abspath(dest)  # records and --json then name the real file, whatever the cwd
+    name = os.path.basename(dest) or DEFAULT_NAME
+    builder = (DownloadPounceBuilder(name, dest, args.chunk_size, args.url)
+               .with_max_chunk_retries(args.retries)
+               .with_headers(args.header)
+               .with_max_chunk_concurrency(args.connections)
+               .with_rate_limit(args.limit_rate))
+    if args.sha256:
+        builder = builder.with_expected_checksum("sha256", args.sha256)
+    return builder.build()
+
+
+def build_upload(args: argparse.Namespace) -> PounceTask:
+    path = os.path.abspath(args.file)
+    return (UploadPounceBuilder(os.path.basename(path), path, args.chunk_size)
+            .with_url(args.url)
+            .with_max_chunk_retries(args.retries)
+            .with_headers(args.header)
+            .with_max_chunk_concurrency(args.connections)
+            .with_rate_limit(args.limit_rate)
+            .build())
+
+
+def check_upload_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise UsageError(f"upload file not found: {path}")
+    if os.path.isdir(path):
+        raise UsageError(f"upload FILE is a directory, not a file: {path}")
+    if not os.path.isfile(path):
+        raise UsageError(f"upload FILE is not a regular file: {path}")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"upload file is not readable: {path}")
+
+
+# ---------------------------------------------------------------------------------------------- running
+class _Interrupted(Exception):
+    """SIGINT/SIGTERM arrived while the CLI was still preparing (before a task existed)."""
+
+
+@dataclass
+class _Run:
+    """Shared state between the engine's callbacks (delivered on our loop) and the main coroutine."""
+
+    reporter: Reporter
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    signals: list[int] = field(default_factory=list)
+    final: FileTransferRecord | None = None
+    payload: str | None = None
+    completed: bool = False
+
+    def on_record(self, rec: FileTransferRecord) -> None:
+        self.reporter.record(rec)
+        if rec.status in (TransferStatus.FAILED, TransferStatus.CANCELED):
+            self.final = rec
+            self.done.set()
+        elif rec.status is TransferStatus.COMPLETE:
+            self.final = rec  # the complete callback follows this record and ends the wait
+
+    def on_complete(self, task_id: TaskId, payload: str | None) -> None:
+        self.payload = payload
+        self.completed = True
+        self.done.set()
+
+    def on_signal(self, signum: int) -> None:
+        if self.signals:  # a second Ctrl-C while pausing: stop now; the checkpoint still allows a resume
+            self.reporter.message("interrupted again, exiting immediately")
+            os._exit(EXIT_INTERRUPTED)
+        self.signals.append(signum)
+        self.stop.set()
+
+
+async def _until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T:
+    """Await ``aw`` unless a signal comes first (then cancel it and raise _Interrupted)."""
+    job = asyncio.ensure_future(aw)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not job.done():
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+        raise _Interrupted
+    return job.result()
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, handler: Callable[[int], None]) -> Callable[[], None]:
+    """SIGINT and SIGTERM call ``handler`` on the loop; returns the undo function. Falls back to
+    signal.signal where the loop cannot (Windows)."""
+    installed: list[int] = []
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, handler, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            previous[signum] = signal.signal(
+                signum, lambda s, _f: loop.call_soon_threadsafe(handler, s))
+
+    def undo() -> None:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return undo
+
+
+async def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Run one download or upload to the end, a failure or a signal; returns the exit status."""
+    loop = asyncio.get_running_loop()
+    state = _Run(Reporter(args.json, stdout, stderr))
+    undo = _install_signals(loop, state.on_signal)
+    try:
+        return await _run(args, state)
+    except _Interrupted:
+        state.reporter.message("interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        state.reporter.end_line()
+        undo()
+
+
+async def _run(args: argparse.Namespace, state: _Run) -> int:
+    reporter = state.reporter
+    shown_url = redact_url(args.url)
+    try:
+        if args.command == "download":
+            dest = await _until_stopped(resolve_destination(args.url, args.output, args.header), state.stop)
+            task = build_download(args, dest)
+        else:
+            task = build_upload(args)
+    except MeowError as err:
+        reporter.message(f"cannot start: {describe_error(err)}")
+        return EXIT_USAGE
+    config = MeowConfig(max_download_concurrency=1, max_upload_concurrency=1, progress_interval=0.1)
+    client = MeowClient(config)
+    try:
+        try:
+            task_id = await client.try_enqueue(task, state.on_record, state.on_complete)
+        except MeowError as err:
+            reporter.message(f"cannot start the {args.command} of {shown_url}: {describe_error(err)}")
+            return EXIT_FAILED
+        waiter = asyncio.ensure_future(state.done.wait())
+        stopper = asyncio.ensure_future(state.stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
+        if not state.done.is_set():
+            with contextlib.suppress(MeowError):  # it may have finished or failed in the meantime
+                await client.pause(task_id)
+            await client.close()  # flushes the checkpoint: the next run resumes from here
+            name = signal.Signals(state.signals[0]).name if state.signals else "signal"
+            reporter.message(f"interrupted ({name}); run the same command again to resume")
+            return EXIT_INTERRUPTED
+    finally:
+        if not client.is_closed():
+            await client.close()
+    rec = state.final
+    if state.completed:
+        reporter.complete(state.payload, task.file_path)
+        reporter.end_line()
+        if not args.json:
+            _print_success(args, task, rec, state.payload, reporter)
+        return EXIT_OK
+    if rec is not None and rec.error is not None:
+        reporter.message(f"{args.command} of {shown_url} failed: {describe_error(rec.error)}")
+    else:
+        status = rec.status.name.lower() if rec is not None else "unknown"
+        reporter.message(f"{args.command} of {shown_url} ended without completing (status {status})")
+    return EXIT_FAILED
+
+
+def _print_success(args: argparse.Namespace, task: PounceTask, rec: FileTransferRecord | None,
+                   payload: str | None, reporter: Reporter) -> None:
+    size = format_size(rec.total_size) if rec is not None else "?"
+    if args.command == "download":
+        reporter.message(f"saved {size} to {task.file_path}")
+        return
+    if payload is not None:
+        print(payload, file=reporter.stdout, flush=True)
+        reporter.message(f"uploaded {size}; file id printed on stdout")
+    else:
+        reporter.message(f"uploaded {size}; the server sent no file id")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rusty-cat-cli``; returns the exit status instead of exiting, so tests can call it."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # --help/--version (0) or a usage error (2): argparse has printed already
+        code = exc.code
+        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
+    sub: argparse.ArgumentParser = args.subparser
+    try:
+        check_url(args.url)
+        if args.command == "download" and args.output is not None and not args.output.strip():
+            raise UsageError("-o/--output needs a file or directory name")
+        if args.command == "upload":
+            check_upload_file(args.file)
+    except UsageError as exc:
+        sub.print_usage(sys.stderr)
+        print(f"{sub.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(run_command(args, sys.stdout, sys.stderr))
+    except KeyboardInterrupt:  # Ctrl-C before the loop's handler was installed
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
