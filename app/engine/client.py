@@ -85,10 +85,6 @@ class MeowClient:
         with self._listeners_lock:
             self._listeners.clear()
 
-    def _listener_snapshot(self) -> list[ProgressCallback]:
-        with self._listeners_lock:
-            return list(self._listeners.values())
-
     @staticmethod
     def set_debug_log_listener(listener: DebugLogListener | None) -> None:
         """Process-global, as in the seed: it affects every client."""
@@ -107,7 +103,15 @@ class MeowClient:
             self._check_open()
             if self._state.scheduler is None:
                 loop = asyncio.get_running_loop()
-                self._dispatcher = CallbackDispatcher(loop, self._listener_snapshot)
+                # A closure over the listener table, not a bound method: the scheduler thread must not keep
+                # the client alive, or a client dropped without close() would never be finalised.
+                listeners, lock = self._listeners, self._listeners_lock
+
+                def snapshot() -> list[ProgressCallback]:
+                    with lock:
+                        return list(listeners.values())
+
+                self._dispatcher = CallbackDispatcher(loop, snapshot)
                 scheduler = Scheduler(self._config, self._dispatcher)
                 scheduler.start()
                 self._state.scheduler = scheduler

@@ -33,7 +33,8 @@ class BreakpointDownloadHttpConfig:
 
 
 def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    """timedelta → seconds; anything else unchanged, for _check_seconds to judge (and name the field)."""
+    return value.total_seconds() if isinstance(value, timedelta) else value  # type: ignore[return-value]
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
@@ -82,6 +83,7 @@ class MeowConfig:
         _check_int("max_chunk_concurrency", self.max_chunk_concurrency, 1, 64)
         _check_seconds("http_timeout", self.http_timeout, 0.001, 3600)
         _check_seconds("tcp_keepalive", self.tcp_keepalive, 1, 7200)
+        object.__setattr__(self, "progress_interval", _seconds(self.progress_interval))
         _check_seconds("progress_interval", self.progress_interval, 0, 60)
         _check_seconds("retry_base_delay", self.retry_base_delay, 0, 60)
         _check_seconds("retry_max_delay", self.retry_max_delay, self.retry_base_delay, 3600)
@@ -151,7 +153,7 @@ class MeowConfigBuilder:
         return self._set("rate_limit", bytes_per_second)
 
     def progress_interval(self, seconds: float | timedelta) -> MeowConfigBuilder:
-        return self._set("progress_interval", _seconds(seconds))
+        return self._set("progress_interval", seconds)
 
     def retry_delays(self, base: float, maximum: float) -> MeowConfigBuilder:
         self._set("retry_base_delay", base)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.http import read_preview, status_error, transport_error
+from app.engine.http import read_preview, status_error, transport_error, upload_timeout
 from app.engine.protocols import TransferTask, UploadChunkCtx, UploadPrepareCtx, UploadResumeInfo
 from app.engine.redact import redact_text
 
@@ -80,7 +80,8 @@ class DefaultStyleUpload:
         headers = [(k, v) for k, v in task.headers if k.lower() not in ("content-type", "content-length")]
         headers += [("Content-Type", body.content_type), ("Content-Length", str(body.length))]
         try:
-            request = client.build_request(task.method, task.url, headers=headers, content=body)
+            request = client.build_request(task.method, task.url, headers=headers, content=body,
+                                           timeout=upload_timeout(client, body.length))
             response = await client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise transport_error(exc, "upload request") from None

@@ -209,6 +209,11 @@ class DownloadRun:
             return await client.send(request, stream=True, follow_redirects=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"{what}: unusable URL {redact_url(url)}: {exc}") from None
+        except httpx.RemoteProtocolError as exc:
+            if "content-length" in str(exc).lower():  # h11 refuses a malformed length before we see it
+                raise MeowError(InnerErrorCode.MISSING_OR_INVALID_CONTENT_LENGTH,
+                                f"missing or invalid content-length from {what}: {exc}", retryable=False) from None
+            raise transport_error(exc, what) from None
         except httpx.TransportError as exc:
             raise transport_error(exc, what) from None
 
@@ -379,12 +384,12 @@ class DownloadRun:
                 await self._fetch(part, probe, seg, total)
             except MeowError as err:
                 if seg.pos > before:
-                    attempt = 0  # progress was made: the budget is per stuck position, as in the seed
+                    attempt = 0  # progress was made: the budget is per position, as the seed's is per chunk
                 if not err.retryable or attempt >= self.task.max_chunk_retries:
-                    raise
-                delay = self.ctx.policy.delay_for(err, attempt)
-                log.debug("chunk_retry", lambda e=err, d=delay: f"range at {seg.pos}: {e}; retry in {d:.2f}s")
+                    raise  # so max_chunk_retries(0) still means "no retry at all"
                 attempt += 1
+                delay = self.ctx.policy.delay_for(err, attempt - 1)
+                log.debug("chunk_retry", lambda e=err, d=delay: f"range at {seg.pos}: {e}; retry in {d:.2f}s")
                 await asyncio.sleep(delay)
 
     async def _fetch(self, part: _PartFile, probe: Probe, seg: _Segment, total: int) -> None:
@@ -459,8 +464,8 @@ class DownloadRun:
                         seg.recv += len(piece)
                         await writer.add(piece)
                         await consume_all(self.ctx.buckets, len(piece))
-                    if seg.recv >= min(seg.end, resp_end):
-                        break
+                    if seg.end < resp_end and seg.recv >= seg.end:
+                        break  # stolen tail: drop this connection; otherwise read to the end so it is reused
             except httpx.TransportError as exc:
                 raise transport_error(exc, "download GET body") from None
         finally:
@@ -495,7 +500,7 @@ class DownloadRun:
             if resp.status_code != 200:
                 preview = await read_preview(resp)
                 raise status_error(resp, "download GET failed:", preview, self.ctx.config.max_retry_after)
-            if probe.total:
+            if probe.total and _identity(resp):
                 seg = _Segment(0, probe.total)
                 await self._pump(resp, part, seg, probe.total, probe.total)
             else:
@@ -506,15 +511,19 @@ class DownloadRun:
             await resp.aclose()
 
     async def _pump_open(self, resp: httpx.Response, part: _PartFile, seg: _Segment) -> None:
-        """Unknown length: read to the end; chunked framing tells a complete body from a broken one."""
+        """Unknown length: read to the end; chunked framing tells a complete body from a broken one. A body the
+        server encoded despite ``Accept-Encoding: identity`` is decoded: the file is the resource, not gzip."""
         writer = _BatchWriter(self, part, seg, 0)
+        pieces = resp.aiter_raw() if _identity(resp) else resp.aiter_bytes()
         try:
             try:
-                async for piece in resp.aiter_raw():
+                async for piece in pieces:
                     if piece:
                         seg.recv += len(piece)
                         await writer.add(piece)
                         await consume_all(self.ctx.buckets, len(piece))
+            except httpx.DecodingError as exc:
+                raise MeowError(InnerErrorCode.HTTP_ERROR, f"download GET body: broken encoded body ({exc})") from None
             except httpx.TransportError as exc:
                 raise transport_error(exc, "download GET body") from None
         finally:
@@ -573,6 +582,10 @@ class _BatchWriter:
     async def drain(self) -> None:
         await self._flush()
         await self._settle()
+
+
+def _identity(resp: httpx.Response) -> bool:
+    return resp.headers.get("content-encoding", "identity").strip().lower() in ("", "identity")
 
 
 def _accepts_ranges(headers: httpx.Headers) -> bool | None:

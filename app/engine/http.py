@@ -63,6 +63,19 @@ def build_client(timeout: float, keepalive: float, max_connections: int = 64) ->
         raise MeowError(InnerErrorCode.HTTP_CLIENT_BUILD_FAILED, f"cannot build HTTP client: {exc}") from exc
 
 
+async def release_connections(client: httpx.AsyncClient) -> None:
+    """Close the pooled connections an injected client opened on the engine's loop, leaving the client open.
+
+    Those sockets belong to the loop that is shutting down; once it is gone nobody could close them, and the
+    owner's own ``aclose()`` would fail. httpx has no public API for this, so its transports are reached
+    through its private attributes, checked rather than assumed.
+    """
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    for transport in transports:
+        if isinstance(transport, httpx.AsyncBaseTransport):
+            await transport.aclose()
+
+
 def _installed() -> bool:
     try:
         version("rusty-cat")
@@ -78,6 +91,19 @@ def transport_error(exc: BaseException, what: str) -> MeowError:
     if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
         detail = f"timed out ({kind})"
     return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: {detail}")
+
+
+#: The slowest steady rate at which a server may drain an upload body from our socket buffers before the wait for
+#: its answer counts as a stall: the read timeout of an upload grows with the body it follows.
+UPLOAD_DRAIN_FLOOR = 32 * 1024
+
+
+def upload_timeout(client: httpx.AsyncClient, body_length: int) -> httpx.Timeout:
+    """A request body can sit in kernel buffers (megabytes on loopback) after the last write returned, and the
+    server reads it at its own pace; without this a slow-but-steady upload would hit the read timeout."""
+    base = client.timeout
+    read = None if base.read is None else base.read + body_length / UPLOAD_DRAIN_FLOOR
+    return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
 
 
 #: Statuses worth another attempt; Retry-After is honoured on them.

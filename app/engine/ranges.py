@@ -111,6 +111,11 @@ class ContentRangeError(ValueError):
 _CR = re.compile(r"^\s*(?P<unit>[A-Za-z]+)[ =]\s*(?P<range>\S+?)\s*/\s*(?P<total>\S+)\s*$")
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() then refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_content_range(value: str) -> ContentRange:
     """Parse ``bytes a-b/total`` (or ``bytes=a-b/total``, as some servers send) strictly."""
     m = _CR.match(value or "")
@@ -121,9 +126,9 @@ def parse_content_range(value: str) -> ContentRange:
     start_s, sep, end_s = m["range"].partition("-")
     if not sep:
         raise ContentRangeError(f"invalid content-range range: {value!r}")
-    if not start_s.isdigit():
+    if not _digits(start_s):
         raise ContentRangeError(f"invalid content-range start: {value!r}")
-    if not end_s.isdigit():
+    if not _digits(end_s):
         raise ContentRangeError(f"invalid content-range end: {value!r}")
     start, end = int(start_s), int(end_s)
     if end < start:
@@ -131,7 +136,7 @@ def parse_content_range(value: str) -> ContentRange:
     total_s = m["total"]
     if total_s == "*":
         total = None
-    elif total_s.isdigit():
+    elif _digits(total_s):
         total = int(total_s)
         if end >= total:
             raise ContentRangeError(f"invalid content-range total: {value!r}")

@@ -12,6 +12,7 @@ from app.engine.errors import MeowError
 class RetryPolicy:
     base_delay: float = 0.2
     max_delay: float = 5.0
+    max_retry_after: float = 60.0
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (0 = first retry): min(base·2^k, max) × U[0.8, 1.2]."""
@@ -20,5 +21,5 @@ class RetryPolicy:
 
     def delay_for(self, error: MeowError, attempt: int) -> float:
         if error.retry_after is not None:
-            return error.retry_after + random.uniform(0, min(1.0, self.base_delay))
+            return min(error.retry_after, self.max_retry_after) + random.uniform(0, min(1.0, self.base_delay))
         return self.backoff(attempt)

@@ -76,8 +76,10 @@ async def retrying(op: Callable[[int], Awaitable[T]], retries: int, policy: Retr
 
 async def run_all(tasks: list[asyncio.Task[None]]) -> None:
     """Wait for every worker; on the first failure (or our own cancellation) stop the others, then re-raise."""
+    if not tasks:
+        return
     try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except asyncio.CancelledError:
         for t in tasks:
             t.cancel()
@@ -86,6 +88,6 @@ async def run_all(tasks: list[asyncio.Task[None]]) -> None:
     for t in pending:
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    for t in done:
-        if not t.cancelled() and t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
+    errors = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    if errors:
+        raise errors[0]  # the others are retrieved above, so none is reported as "never retrieved"

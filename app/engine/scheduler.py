@@ -27,7 +27,7 @@ from app.engine.config import MeowConfig
 from app.engine.download import DownloadRun
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.fileio import file_digest, new_pool
-from app.engine.http import build_client
+from app.engine.http import build_client, release_connections
 from app.engine.ids import TaskId
 from app.engine.protocols import TransferTask
 from app.engine.ratelimit import TokenBucket
@@ -68,6 +68,7 @@ class Group:
     run_id: int = 0
     queue_token: int = 0
     hasher: asyncio.Future[str] | None = None
+    hash_result: asyncio.Future[str] | None = None
     bucket: TokenBucket = field(default_factory=TokenBucket)
     last_emit: float = 0.0
     timer: asyncio.TimerHandle | None = None
@@ -89,7 +90,7 @@ class Scheduler:
     def __init__(self, config: MeowConfig, dispatcher: CallbackDispatcher) -> None:
         self.config = config
         self.dispatcher = dispatcher
-        self.policy = RetryPolicy(config.retry_base_delay, config.retry_max_delay)
+        self.policy = RetryPolicy(config.retry_base_delay, config.retry_max_delay, config.max_retry_after)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._thread_main, name="rusty-cat-scheduler", daemon=True)
         self._ready = threading.Event()
@@ -103,6 +104,7 @@ class Scheduler:
         self.queues: dict[Direction, deque[tuple[int, Group]]] = {d: deque() for d in Direction}
         self.running: dict[Direction, set[Group]] = {d: set() for d in Direction}
         self.stopping: dict[str, asyncio.Task[Any]] = {}  # key/path → cleanup of a cancelled task
+        self.hashing: deque[Group] = deque()  # uploads in enqueue order, admitted in that order once hashed
         self.global_bucket = TokenBucket(config.rate_limit)
         self._tokens = 0
         self.http: httpx.AsyncClient | None = None
@@ -228,6 +230,7 @@ class Scheduler:
             g.state = State.HASHING
             g.hasher = asyncio.ensure_future(self._hash(task))
             g.hasher.add_done_callback(lambda fut, g=g: self._hashed(g, fut))
+            self.hashing.append(g)
 
     async def _hash(self, task: PounceTask) -> str:
         """The content MD5 (the seed's upload identity and ``fileMd5``), computed in a worker thread."""
@@ -242,16 +245,21 @@ class Scheduler:
             raise MeowError(InnerErrorCode.IO_ERROR, f"cannot read upload source {task.file_path}: {exc}") from None
 
     def _hashed(self, g: Group, fut: asyncio.Future[str]) -> None:
+        """Admit hashed uploads strictly in enqueue order, so the first of two identical uploads leads."""
         g.hasher = None
-        if fut.cancelled() or self.groups.get(g.task_id) is not g:
-            return
-        exc = fut.exception()
-        if exc is not None:
-            err = exc if isinstance(exc, MeowError) else MeowError(InnerErrorCode.IO_ERROR, str(exc))
-            self._finish(g, TransferStatus.FAILED, err)
-            return
-        g.file_sign = g.key = fut.result()
-        self._admit(g)
+        g.hash_result = fut
+        while self.hashing and self.hashing[0].hasher is None:
+            head = self.hashing.popleft()
+            result, head.hash_result = head.hash_result, None
+            if result is None or result.cancelled() or self.groups.get(head.task_id) is not head:
+                continue
+            exc = result.exception()
+            if exc is not None:
+                err = exc if isinstance(exc, MeowError) else MeowError(InnerErrorCode.IO_ERROR, str(exc))
+                self._finish(head, TransferStatus.FAILED, err)
+                continue
+            head.file_sign = head.key = result.result()
+            self._admit(head)
         self._dispatch()
 
     def _admit(self, g: Group) -> None:
@@ -384,7 +392,7 @@ class Scheduler:
         g = self._lookup(cmd.task_id)
         if g.state is not State.PAUSED:
             raise MeowError(InnerErrorCode.INVALID_TASK_STATE, "resume target is not paused")
-        if g.key is None or (g.hasher is not None and self.keys.get(g.key) is not g):
+        if g.key is None:
             g.state = State.HASHING  # still hashing: it queues itself when the hash is known
             return
         self._queue(g)  # if the old run is still stopping, dispatch waits for it: no "retry later" for callers
@@ -476,11 +484,14 @@ class Scheduler:
         self.paths.clear()
         for q in self.queues.values():
             q.clear()
-        if self.http is not None and self.config.http_client is None:
+        if self.http is not None:
             try:
-                await self.http.aclose()
-            except Exception:
-                pass
+                if self.config.http_client is None:
+                    await self.http.aclose()
+                else:
+                    await release_connections(self.http)
+            except Exception as exc:
+                log.debug("executor", f"closing HTTP connections failed: {exc!r}")
         self.pool.shutdown(wait=True)
         cmd.reply.set_result(None)
         assert self.loop is not None

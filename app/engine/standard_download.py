@@ -14,7 +14,7 @@ def content_length(headers: httpx.Headers) -> int | None:
     if raw is None:
         return None
     raw = raw.split(",")[0].strip()
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise MeowError(InnerErrorCode.MISSING_OR_INVALID_CONTENT_LENGTH,
                         f"missing or invalid content-length from HEAD: {raw!r}")
     return int(raw)
