@@ -75,7 +75,8 @@ class RangeSet:
 
 
 def plan_segments(gaps: list[Span], chunk_size: int, workers: int) -> list[Span]:
-    """Split the missing ranges into at most ``workers`` contiguous segments of whole chunks.
+    """Split the missing ranges into contiguous segments of whole chunks, about ``workers`` of them (a few more
+    when there are several gaps: a segment never spans a gap).
 
     Bigger segments mean fewer requests (each request costs more CPU in httpx than thousands of bytes);
     at least one chunk per segment keeps tiny files at a single request.
