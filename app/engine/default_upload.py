@@ -45,6 +45,11 @@ class MultipartBody:
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
 
+    def release(self) -> None:
+        """Drop the part: httpx's request objects sit in reference cycles until the cyclic GC runs, and the
+        part they reference must not wait for that (it would pile up parts when GC runs rarely)."""
+        self._parts = []
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for part in self._parts:
             for i in range(0, len(part), _PIECE):
@@ -85,6 +90,8 @@ class DefaultStyleUpload:
             response = await client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise transport_error(exc, "upload request") from None
+        finally:
+            body.release()
         try:
             if not response.is_success:
                 raise status_error(response, "upload HTTP", await read_preview(response), MAX_RETRY_AFTER)

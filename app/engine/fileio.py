@@ -52,8 +52,13 @@ def _seek_write(fd: int, view: memoryview, offset: int) -> int:
 
 
 def pread_exact(fd: int, offset: int, size: int) -> bytes:
-    """Read exactly ``size`` bytes or raise (a shrunk source must never be uploaded as a short part)."""
-    out = bytearray()
+    """Read exactly ``size`` bytes or raise (a shrunk source must never be uploaded as a short part).
+
+    The common case is one read whose result is returned as is: no second copy of the part."""
+    first = os.pread(fd, size, offset) if hasattr(os, "pread") else _seek_read(fd, offset, size)
+    if len(first) == size:
+        return first
+    out = bytearray(first)
     while len(out) < size:
         piece = os.pread(fd, size - len(out), offset + len(out)) if hasattr(os, "pread") else _seek_read(
             fd, offset + len(out), size - len(out))

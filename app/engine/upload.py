@@ -116,6 +116,7 @@ class UploadRun:
             else:
                 stalled = 0
             offset = nxt
+            del data  # before the next read: never two parts in memory
             self.ctx.report(offset, self.total)
         return await self._complete()
 
@@ -131,6 +132,7 @@ class UploadRun:
                 data = await self._read(offset)
                 await self._send_part(data, offset)
                 done.add(offset, offset + len(data))
+                del data
                 self.ctx.report(done.total(), self.total)
 
         conc = self.task.max_chunk_concurrency or self.ctx.config.max_chunk_concurrency

@@ -969,9 +969,7 @@ async def test_w22_restarted_client_resumes_upload_from_server_state(srv: TestHt
     assert next(iter(srv.uploads.values())).md5_ok
 
 
-@pytest.mark.skip(reason="weakness 23 (upload memory ≈ 2× chunk): not measured here; parts are streamed")
-def test_w23_upload_memory() -> None:
-    """weakness 23: upload memory; covered by design (parts read off-loop per chunk), not measured."""
+# weakness 23 (upload memory ≈ 2× chunk, in-memory sources kept whole): measured in tests/engine/test_memory.py.
 
 
 @pytest.mark.asyncio
