@@ -195,6 +195,9 @@ class DownloadRun:
                         raise _invalid(f"download GET requires 206 Partial Content, got 200: {text}") from None
                     log.info("download_chunk", "server ignored Range; downloading again as one stream")
                     total = await self._stream(part, probe)
+            holes = part.written.missing(total)
+            if holes:  # never call a file with holes complete, whatever went wrong above
+                raise MeowError(InnerErrorCode.INVALID_RANGE, f"download incomplete: byte ranges {holes[:3]} missing")
             ok = True
         finally:
             await part.close(keep_checkpoint=not ok)

@@ -68,6 +68,7 @@ class Group:
     run_id: int = 0
     queue_token: int = 0
     hasher: asyncio.Future[str] | None = None
+    hash_stop: list[bool] = field(default_factory=lambda: [False])  # tells the hashing thread to give up
     hash_result: asyncio.Future[str] | None = None
     bucket: TokenBucket = field(default_factory=TokenBucket)
     last_emit: float = 0.0
@@ -223,22 +224,22 @@ class Scheduler:
         self.groups[g.task_id] = g
         if task.direction is Direction.DOWNLOAD:
             g.file_sign = task.client_file_sign or ""
-            g.path = os.path.abspath(task.file_path)
+            g.path = os.path.normcase(os.path.abspath(task.file_path))
             g.key = f"{task.url} -> {g.path}"
             self._admit(g)
         else:
             g.state = State.HASHING
-            g.hasher = asyncio.ensure_future(self._hash(task))
+            g.hasher = asyncio.ensure_future(self._hash(task, g.hash_stop))
             g.hasher.add_done_callback(lambda fut, g=g: self._hashed(g, fut))
             self.hashing.append(g)
 
-    async def _hash(self, task: PounceTask) -> str:
+    async def _hash(self, task: PounceTask, stop: list[bool]) -> str:
         """The content MD5 (the seed's upload identity and ``fileMd5``), computed in a worker thread."""
         loop = asyncio.get_running_loop()
         if task.upload_source is not None:
             return await loop.run_in_executor(self.pool, lambda: hashlib.md5(task.upload_source).hexdigest())
         try:
-            return await loop.run_in_executor(self.pool, file_digest, task.file_path, "md5")
+            return await loop.run_in_executor(self.pool, file_digest, task.file_path, "md5", stop)
         except FileNotFoundError:
             raise MeowError(InnerErrorCode.FILE_NOT_FOUND, f"upload source not found: {task.file_path}") from None
         except OSError as exc:
@@ -402,6 +403,7 @@ class Scheduler:
         self._forget(g)
         g.state = State.FINISHED
         if g.hasher is not None:
+            g.hash_stop[0] = True
             g.hasher.cancel()
         runner, g.runner = g.runner, None
         if runner is not None:
@@ -472,6 +474,7 @@ class Scheduler:
         """Stop every run (each flushes its checkpoint on the way out), then the HTTP client and the loop."""
         tasks: list[asyncio.Future[Any]] = []
         for g in self.groups.values():
+            g.hash_stop[0] = True
             for fut in (g.runner, g.hasher):
                 if fut is not None:
                     fut.cancel()
