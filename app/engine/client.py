@@ -19,7 +19,7 @@ from app.engine.ids import GlobalProgressListenerId, TaskId
 from app.engine.log import DebugLogListener
 from app.engine.record import Direction, TransferSnapshot
 from app.engine.scheduler import Command, Scheduler
-from app.engine.task import PounceTask, stat_source
+from app.engine.task import PounceTask, check_rate, stat_source
 
 _WAIT_FOR_SPACE = 0.002
 
@@ -170,11 +170,11 @@ class MeowClient:
 
     async def set_rate_limit(self, bytes_per_second: int | None) -> None:
         """Change the global bandwidth limit (all tasks together) while transfers run; None = unlimited."""
-        _check_rate(bytes_per_second)
+        check_rate(bytes_per_second)
         await self._call("set_rate", None, bytes_per_second)
 
     async def set_task_rate_limit(self, task_id: TaskId, bytes_per_second: int | None) -> None:
-        _check_rate(bytes_per_second)
+        check_rate(bytes_per_second)
         await self._call("set_rate", task_id, bytes_per_second)
 
     async def close(self) -> None:
@@ -211,7 +211,3 @@ def _check_http_url(url: str) -> None:
     if not parts.hostname:
         raise MeowError(InnerErrorCode.PARAMETER_EMPTY, "URL has no host")
 
-
-def _check_rate(rate: int | None) -> None:
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0):
-        raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"rate limit must be a positive byte count, got {rate!r}")

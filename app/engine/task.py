@@ -193,7 +193,7 @@ class UploadPounceBuilder:
         return self
 
     def with_rate_limit(self, bytes_per_second: int | None) -> UploadPounceBuilder:
-        self._v["rate_limit"] = _check_rate(bytes_per_second)
+        self._v["rate_limit"] = check_rate(bytes_per_second)
         return self
 
     def build(self) -> PounceTask:
@@ -227,7 +227,7 @@ def _check_concurrency(n: int) -> int:
     return n
 
 
-def _check_rate(rate: int | None) -> int | None:
+def check_rate(rate: int | None) -> int | None:
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0):
         raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"rate limit must be a positive byte count, got {rate!r}")
     return rate
@@ -279,7 +279,7 @@ class DownloadPounceBuilder:
         return self
 
     def with_rate_limit(self, bytes_per_second: int | None) -> DownloadPounceBuilder:
-        self._v["rate_limit"] = _check_rate(bytes_per_second)
+        self._v["rate_limit"] = check_rate(bytes_per_second)
         return self
 
     def with_expected_checksum(self, algorithm: str, hex_digest: str) -> DownloadPounceBuilder:
