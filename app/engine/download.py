@@ -156,11 +156,20 @@ class DownloadRun:
         self.batch = max(64 << 10, min(WRITE_BATCH, ctx.task.chunk_size))
 
     # ------------------------------------------------------------------ orchestration
+    async def _probe_refreshing(self, attempt: int) -> Probe:
+        try:
+            return await self._probe(attempt)
+        except MeowError as err:
+            if await self._refreshed(err, 0):
+                return await self._probe(attempt)
+            raise
+
     async def run(self) -> tuple[int, str | None]:
         restarts = 0
         previous: tuple[Probe, MeowError] | None = None
         while True:
-            probe = await retrying(self._probe, self.task.max_chunk_retries, self.ctx.policy, "download_prepare")
+            probe = await retrying(self._probe_refreshing, self.task.max_chunk_retries, self.ctx.policy,
+                                   "download_prepare")
             if previous is not None and previous[0] == probe:
                 # The server contradicts itself with an unchanged identity: report it rather than loop.
                 raise previous[1]
@@ -379,13 +388,25 @@ class DownloadRun:
         victim.end = mid
         return stolen
 
+    async def _refreshed(self, err: MeowError, total: int) -> bool:
+        """On 401/403 ask the plugin once to renew its credentials (an expired presigned/SAS URL): a plugin
+        with ``refresh_after_auth_failure(task) -> bool`` fetches a fresh URL, then the request is re-sent."""
+        hook = getattr(self.proto, "refresh_after_auth_failure", None)
+        if hook is None or err.status not in (401, 403):
+            return False
+        return bool(await maybe_await(hook(self.ctx.view(total))))
+
     async def _fetch_with_retries(self, part: _PartFile, probe: Probe, seg: _Segment, total: int) -> None:
         attempt = 0
+        refreshed_at: int | None = None
         while seg.pos < seg.end:
             before = seg.pos
             try:
                 await self._fetch(part, probe, seg, total)
             except MeowError as err:
+                if refreshed_at != seg.pos and await self._refreshed(err, total):
+                    refreshed_at = seg.pos  # once per position: a URL that stays refused is a real 403
+                    continue
                 if seg.pos > before:
                     attempt = 0  # progress was made: the budget is per position, as the seed's is per chunk
                 if not err.retryable or attempt >= self.task.max_chunk_retries:

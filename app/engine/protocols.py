@@ -65,7 +65,11 @@ class UploadChunkCtx:
 
 @runtime_checkable
 class BreakpointUpload(Protocol):
-    """Upload wire protocol. ``parallel_parts`` says parts may travel at once and in any order."""
+    """Upload wire protocol. ``parallel_parts`` says parts may travel at once and in any order.
+
+    Optional: ``part_size(total, requested) -> int`` lets a protocol with part-count limits grow the part size
+    (the engine then uses it for reading, resuming and ``ctx.index``).
+    """
 
     parallel_parts: bool
 
@@ -103,7 +107,11 @@ class DownloadRangeGetCtx:
 
 @runtime_checkable
 class BreakpointDownload(Protocol):
-    """Download wire protocol: the seed's four hooks (each may be sync or async)."""
+    """Download wire protocol: the seed's four hooks (each may be sync or async).
+
+    Optional: ``refresh_after_auth_failure(task) -> bool`` is called once per position when a request gets 401
+    or 403; returning True (after renewing an expired presigned/SAS URL) re-sends the request.
+    """
 
     def head_url(self, task: TransferTask) -> str: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections import deque
 
@@ -23,9 +24,13 @@ class UploadRun:
         self.ctx = ctx
         self.task = ctx.task
         self.total = ctx.task.total_size
-        self.chunk = ctx.task.chunk_size
         self.proto: BreakpointUpload = ctx.task.breakpoint_upload or DefaultStyleUpload()
-        self.view = ctx.view(self.total)
+        # A protocol with part limits (OSS: 10,000 parts) may grow the part size to fit the file.
+        part_size = getattr(self.proto, "part_size", None)
+        self.chunk = part_size(self.total, ctx.task.chunk_size) if part_size else ctx.task.chunk_size
+        if not isinstance(self.chunk, int) or self.chunk <= 0:
+            raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"upload protocol chose a bad part size {self.chunk!r}")
+        self.view = dataclasses.replace(ctx.view(self.total), chunk_size=self.chunk)
         self.fd: int | None = None
 
     async def run(self) -> tuple[int, str | None]:
