@@ -17,6 +17,11 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
+# Azurite (local Azure Blob service for the Azure tests), from npm into a project-local folder.
+AZURITE_VERSION := 3.37.0
+AZURITE_DIR := .azurite
+AZURITE_BIN := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
+
 # Shared libraries Qt needs even on the offscreen platform (tests, --self-test).
 QT_DEBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libfreetype6 libglib2.0-0 libdbus-1-3
 # Extra libraries for Qt's xcb platform plugin; only installed by `make run` when an
@@ -61,7 +66,7 @@ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-
 )
 endef
 
-.PHONY: help run test lint venv system-deps run-deps clean
+.PHONY: help run test lint venv system-deps run-deps clean azurite
 
 help:
 	@echo "make run     create .venv, install Rusty Cat and start it (ARGS='--self-test' etc.)"
@@ -107,7 +112,21 @@ run-deps:
 run: run-deps $(STAMP)
 	$(VENV_PY) -m app $(ARGS)
 
-test: system-deps $(STAMP)
+# Idempotent: skipped when the pinned version is already installed. Without npm the Azure
+# tests skip (with the reason) instead of failing the whole run.
+azurite:
+	@if [ -x $(AZURITE_BIN) ] && grep -q '"version": "$(AZURITE_VERSION)"' $(AZURITE_DIR)/node_modules/azurite/package.json 2>/dev/null; then \
+		exit 0; \
+	elif ! command -v npm >/dev/null 2>&1; then \
+		echo "note: npm not found; Azurite is not installed and the Azure Blob tests will be skipped."; \
+		echo "note: install Node.js >= 20 with npm (Debian: apt-get install nodejs npm) and rerun make test."; \
+	else \
+		echo "Installing Azurite $(AZURITE_VERSION) into $(AZURITE_DIR)/ (npm, about 30 s)"; \
+		npm install --prefix $(AZURITE_DIR) azurite@$(AZURITE_VERSION) --save-exact --no-audit --no-fund --loglevel=error \
+			|| { echo "error: installing Azurite with npm failed (see above)" >&2; exit 1; }; \
+	fi
+
+test: system-deps $(STAMP) azurite
 	$(VENV)/bin/ruff check app tests
 	QT_QPA_PLATFORM=offscreen $(VENV_PY) -m pytest $(PYTEST_ARGS)
 

@@ -15,3 +15,5 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
+
+pytest_plugins = ["tests.support.azurite"]

@@ -1,0 +1,46 @@
+"""Azure Blob Storage building blocks: Shared Key signing, SAS URLs and block ids.
+
+These are the protocol pieces the Azure provider plugins (direct and SAS upload/download) are
+built from; they do no I/O themselves, so they can be tested against the documented algorithm,
+the official SDK (as an oracle) and Azurite independently of the engine.
+"""
+
+from __future__ import annotations
+
+from .blocks import (
+    BlockInfo,
+    BlockList,
+    block_id,
+    block_list_xml,
+    block_prefix,
+    parse_block_id,
+    parse_block_list,
+)
+from .sas import SasUrl, append_query, is_sas_url
+from .signer import (
+    EMULATOR_ACCOUNT_KEY,
+    EMULATOR_ACCOUNT_NAME,
+    X_MS_VERSION,
+    AzureSharedKey,
+    range_header,
+    string_to_sign,
+)
+
+__all__ = [
+    "EMULATOR_ACCOUNT_KEY",
+    "EMULATOR_ACCOUNT_NAME",
+    "X_MS_VERSION",
+    "AzureSharedKey",
+    "BlockInfo",
+    "BlockList",
+    "SasUrl",
+    "append_query",
+    "block_id",
+    "block_list_xml",
+    "block_prefix",
+    "is_sas_url",
+    "parse_block_id",
+    "parse_block_list",
+    "range_header",
+    "string_to_sign",
+]
