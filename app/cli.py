@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app import __version__
+from app import __version__, cli_accounts
 from app.engine.api import (
     DEFAULT_MAX_CHUNK_RETRIES,
     DownloadPounceBuilder,
@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("url", metavar="URL", help="http:// or https:// upload endpoint")
     _add_common(up)
     up.set_defaults(subparser=up)
+    cli_accounts.add_parser(sub)
     return parser
 
 
@@ -568,6 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
     sub: argparse.ArgumentParser = args.subparser
+    if args.command == "accounts":
+        return cli_accounts.run(args)
     try:
         check_url(args.url)
         if args.command == "download" and args.output is not None and not args.output.strip():

@@ -524,3 +524,51 @@ def test_progress_bar_drawn_on_a_terminal(srv: TestHttpServer, cwd: Path) -> Non
     assert "100.0%" in text and "ETA 0:0" in text and "1.0 MiB/1.0 MiB" in text
     assert re.search(r"\d\.\d [KM]iB/s", text), text
     assert file_sha256(cwd / "x.bin") == sha256(data)
+
+
+# ---------------------------------------------------------------------------------------------- accounts
+def _accounts_env(tmp_path: Path) -> dict[str, str]:
+    """A file keyring in a private XDG tree: the test machines have no Secret Service."""
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_DATA_HOME": str(tmp_path / "data"),
+            "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring"}
+
+
+def _accounts(tmp_path: Path, *args: str, stdin: str = "", extra_env: dict[str, str] | None = None):
+    return subprocess.run([sys.executable, "-m", "app.cli", "accounts", *args], input=stdin, text=True,
+                          capture_output=True, env={**_accounts_env(tmp_path), **(extra_env or {})}, timeout=60)
+
+
+def test_accounts_add_list_remove_keeps_the_secret_in_the_keyring_only(tmp_path: Path) -> None:
+    secret = "oss-secret-9f8e7d"
+    added = _accounts(tmp_path, "add", "prod", "--provider", "aliyun-oss", "--endpoint", "https://oss.example.com",
+                      "--region", "cn-hangzhou", "--access-key-id", "LTAIkey", "--path-style",
+                      "--secret-env", "RC_SECRET", extra_env={"RC_SECRET": secret})
+    assert added.returncode == 0, added.stderr
+    az = _accounts(tmp_path, "add", "blob", "--provider", "azure-blob", "--endpoint", "http://127.0.0.1:1/devstoreaccount1",
+                   "--account-name", "devstoreaccount1", stdin="YXp1cmUta2V5\n")
+    assert az.returncode == 0, az.stderr
+    listed = _accounts(tmp_path, "list")
+    assert listed.returncode == 0
+    assert "prod\taliyun-oss" in listed.stdout and "blob\tazure-blob" in listed.stdout
+    everything = listed.stdout + listed.stderr + added.stdout + added.stderr + az.stdout + az.stderr
+    assert secret not in everything and "YXp1cmUta2V5" not in everything
+    profile = (tmp_path / "config" / "rusty-cat" / "accounts.json").read_text()
+    assert secret not in profile and "LTAIkey" in profile
+    from_ring = subprocess.run([sys.executable, "-c", "import keyring; print(keyring.get_password('rusty-cat', "
+                                "'account:prod'))"], capture_output=True, text=True, env=_accounts_env(tmp_path))
+    assert from_ring.stdout.strip() == secret  # the keyring holds it, under the app's service name
+    removed = _accounts(tmp_path, "remove", "prod")
+    assert removed.returncode == 0
+    assert "prod" not in _accounts(tmp_path, "list").stdout
+
+
+def test_accounts_bad_input_and_missing_keyring_are_clear(tmp_path: Path) -> None:
+    bad = _accounts(tmp_path, "add", "x", "--provider", "aliyun-oss", "--endpoint", "https://o.example.com",
+                    "--region", "oss-cn-hangzhou", "--access-key-id", "k", stdin="s\n")
+    assert bad.returncode == 2 and "OSS region" in bad.stderr
+    none = _accounts(tmp_path, "add", "y", "--provider", "azure-blob", "--endpoint", "http://h/devstoreaccount1",
+                     "--account-name", "devstoreaccount1", stdin="s\n",
+                     extra_env={"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    assert none.returncode == 1 and "no usable OS keyring" in none.stderr
+    assert "y\t" not in _accounts(tmp_path, "list").stdout
