@@ -231,26 +231,33 @@ class DownloadRun:
 
     async def _probe(self, attempt: int) -> Probe:
         view = self.ctx.view(0)
-        hctx = DownloadHeadCtx(task=view, url=self.proto.head_url(view), headers=dict(self.task.headers))
+        url = await maybe_await(self.proto.head_url(view))
+        hctx = DownloadHeadCtx(task=view, url=url, headers=dict(self.task.headers))
         await maybe_await(self.proto.merge_head_headers(hctx))
         _with_identity(hctx.headers)
-        if hctx.method.upper() == "HEAD":
-            resp = await self._send("HEAD", hctx.url, hctx.headers, "download_prepare HEAD")
-            try:
-                if resp.status_code not in (403, 405, 501):
-                    if not resp.is_success:
-                        raise status_error(resp, "download_prepare HEAD failed:", b"", self.ctx.config.max_retry_after)
-                    total = await maybe_await(self.proto.total_size_from_head(resp.headers))
-                    if total is not None:
-                        return self._probe_result(resp, total, _accepts_ranges(resp.headers))
-            finally:
-                await resp.aclose()
-        return await self._range_probe(hctx.url, hctx.headers)
+        if hctx.method.upper() != "HEAD":  # the plugin chose a GET probe (and set, and maybe signed, its range)
+            return await self._range_probe(hctx.url, hctx.headers)
+        resp = await self._send("HEAD", hctx.url, hctx.headers, "download_prepare HEAD")
+        try:
+            if resp.status_code not in (403, 405, 501):
+                if not resp.is_success:
+                    raise status_error(resp, "download_prepare HEAD failed:", b"", self.ctx.config.max_retry_after)
+                total = await maybe_await(self.proto.total_size_from_head(resp.headers))
+                if total is not None:
+                    return self._probe_result(resp, total, _accepts_ranges(resp.headers))
+        finally:
+            await resp.aclose()
+        # HEAD refused or lengthless: a one-byte GET, built afresh so a signing plugin signs the GET with its range.
+        gctx = DownloadHeadCtx(task=view, url=url, headers={**dict(self.task.headers), "Range": "bytes=0-0"},
+                               method="GET")
+        await maybe_await(self.proto.merge_head_headers(gctx))
+        return await self._range_probe(gctx.url, _with_identity(gctx.headers))
 
     async def _range_probe(self, url: str, headers: dict[str, str]) -> Probe:
-        """``GET Range: bytes=0-0``: for servers (and presigned GET URLs) that refuse HEAD or give no length."""
-        headers = {k: v for k, v in headers.items() if k.lower() != "range"}
-        headers["Range"] = "bytes=0-0"
+        """``GET Range: bytes=0-0``: for servers (and presigned GET URLs) that refuse HEAD or give no length. A
+        plugin that signs ranges puts its own range header in (``Range`` or e.g. ``x-ms-range``); else we add it."""
+        if not any(k.lower() in ("range", "x-ms-range") for k in headers):
+            headers = {**headers, "Range": "bytes=0-0"}
         resp = await self._send("GET", url, headers, "download_prepare probe")
         try:
             if resp.status_code == 206:

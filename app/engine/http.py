@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from email.utils import parsedate_to_datetime
 from importlib.metadata import version
 from time import time
+from urllib.parse import quote
 
 import httpcore
 import httpx
 
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.redact import redact_text
+from app.engine.redact import REDACTED, SECRET_HEADERS, SECRET_PARAMS, redact_text
 
 #: httpcore reads 64 KiB per recv; larger reads cut per-byte CPU by ~60% on bulk bodies (measured, see
 #: reference §5.2). It is an internal class attribute, so it is set here only, for versions we have checked.
@@ -131,7 +133,7 @@ def status_error(response: httpx.Response, what: str, preview: bytes, max_retry_
                  code: InnerErrorCode = InnerErrorCode.RESPONSE_STATUS_ERROR) -> MeowError:
     """A non-success response as a MeowError: retryable for 408/429/5xx, final otherwise."""
     status = response.status_code
-    text = redact_text(preview.decode("utf-8", errors="replace"))
+    text = scrub_request_secrets(redact_text(preview.decode("utf-8", errors="replace")), response)
     remote_code = response.headers.get("x-ms-error-code") or response.headers.get("x-oss-ec")
     return MeowError(
         code,
@@ -143,6 +145,28 @@ def status_error(response: httpx.Response, what: str, preview: bytes, max_retry_
     )
 
 
+def scrub_request_secrets(text: str, response: httpx.Response) -> str:
+    """Remove from a server's error text every secret our request carried: services echo them (Azure's 403
+    quotes the Shared Key signature; OSS's SignatureDoesNotMatch quotes the canonical request)."""
+    try:
+        request = response.request
+    except RuntimeError:  # a response built without a request (mock transports)
+        return text
+    secrets: set[str] = set()
+    for name, value in request.headers.items():
+        if name.lower() in SECRET_HEADERS:
+            secrets.add(value)
+            secrets.update(p for p in re.split(r"[\s,:]+", value) if len(p) >= 12)
+            secrets.update(m.group(1) for m in re.finditer(r"Signature=([^,\s]+)", value))
+    for name, value in request.url.params.multi_items():
+        if name.lower() in SECRET_PARAMS and value:
+            secrets.update({value, quote(value, safe=""), quote(value, safe="/")})
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 8:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 async def read_preview(response: httpx.Response, limit: int = 4096) -> bytes:
     """At most ``limit`` bytes of a body (error previews are capped so a huge error page costs nothing)."""
     buf = bytearray()
@@ -151,6 +175,8 @@ async def read_preview(response: httpx.Response, limit: int = 4096) -> bytes:
             buf += piece
             if len(buf) >= limit:
                 break
+    except httpx.StreamConsumed:  # an already-read (non-streamed) response, e.g. from a mock transport
+        return response.content[:limit]
     except (httpx.HTTPError, httpcore.NetworkError, OSError):
         pass
     return bytes(buf[:limit])

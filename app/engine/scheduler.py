@@ -79,6 +79,12 @@ class Group:
         return self.task.direction
 
 
+async def _run(kind: type[DownloadRun] | type[UploadRun], ctx: RunContext) -> tuple[int, str | None]:
+    """Build the run inside the task, so an error raised while building (a plugin's ``part_size``) fails the
+    task like any other, instead of escaping the scheduler and leaving the task pending forever."""
+    return await kind(ctx).run()
+
+
 @dataclass
 class Command:
     kind: str
@@ -320,13 +326,12 @@ class Scheduler:
             buckets=(self.global_bucket, g.bucket), pool=self.pool, file_sign=g.file_sign, start_offset=g.offset,
             report=lambda done, total: self._progress(g, run_id, done, total),
         )
-        runner = DownloadRun(ctx) if g.direction is Direction.DOWNLOAD else UploadRun(ctx)
         if g.direction is Direction.UPLOAD:
             g.last_emit = time.monotonic()
             self._emit(g, TransferStatus.TRANSMISSION)
         else:
             g.last_emit = 0.0
-        g.runner = asyncio.ensure_future(runner.run())
+        g.runner = asyncio.ensure_future(_run(DownloadRun if g.direction is Direction.DOWNLOAD else UploadRun, ctx))
         g.runner.add_done_callback(lambda t, g=g: self._runner_done(g, t))
 
     def _runner_done(self, g: Group, t: asyncio.Task[Any]) -> None:

@@ -117,3 +117,75 @@ async def test_a_protocol_may_grow_the_part_size(tmp_path: Path) -> None:
         assert all(state.md5_ok for state in srv.uploads.values())
     assert final.status is TransferStatus.COMPLETE, final.error
     assert sizes[:-1] and set(sizes[:-1]) == {48 * 1024} and sum(sizes) == len(DATA)
+
+
+@dataclass
+class BrokenParts(DefaultStyleUpload):
+    def part_size(self, total: int, requested: int) -> int:
+        raise ValueError("this protocol cannot hold the file")
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_a_plugin_error_while_the_run_is_built_fails_the_task(tmp_path: Path) -> None:
+    """Not a task stuck in Pending forever: the error is the task's Failed record."""
+    src = tmp_path / "up.bin"
+    src.write_bytes(DATA)
+    client = MeowClient(fast_config())
+    rec = Recorder()
+    with TestHttpServer() as srv:
+        task = (UploadPounceBuilder("up.bin", src, 16 * 1024).with_url(srv.url("/upload"))
+                .with_breakpoint_upload(BrokenParts()).build())
+        tid = await client.try_enqueue(task, rec.progress)
+        final = await rec.wait_terminal(tid, timeout=10)
+        await client.close()
+    assert final.status is TransferStatus.FAILED and final.error is not None
+    assert "cannot hold the file" in final.error.msg
+
+
+class SigningDownload(StandardRangeDownload):
+    """Stands for a Shared Key plugin: it signs what it sees, so it must see the probe's method and range."""
+
+    def __init__(self) -> None:
+        self.probes: list[tuple[str, str | None]] = []
+
+    async def head_url(self, task: TransferTask) -> str:  # async hooks are awaited
+        return task.url
+
+    def merge_head_headers(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        self.probes.append((ctx.method, ctx.headers.get("Range")))
+        ctx.headers["X-Signed"] = f"{ctx.method} {ctx.headers.get('Range')}"
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_the_get_probe_after_a_refused_head_is_built_and_signed_afresh(tmp_path: Path) -> None:
+    plugin = SigningDownload()
+    with TestHttpServer() as srv:
+        srv.add_file("/f", DATA)
+        srv.add_fault(Fault("status", method="HEAD", status=405, times=-1))
+        final = await _download(srv, tmp_path / "f", plugin)
+        probe = next(r for r in srv.requests if r.method == "GET" and r.range == "bytes=0-0")
+    assert final.status is TransferStatus.COMPLETE, final.error
+    assert plugin.probes == [("HEAD", None), ("GET", "bytes=0-0")]
+    assert probe.headers["x-signed"] == "GET bytes=0-0"
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_secrets_echoed_in_an_error_body_never_reach_the_record(tmp_path: Path) -> None:
+    signature = "c2lnbmF0dXJlLXRoYXQtbXVzdC1ub3QtbGVhaw=="
+    body = f"AuthenticationFailed: the MAC signature found in the HTTP request '{signature}' is not the same"
+    with TestHttpServer() as srv:
+        srv.add_file("/f", DATA)
+        srv.add_fault(Fault("status", method="GET", status=400, body=body, times=-1))
+        builder = (DownloadPounceBuilder("f", tmp_path / "f", 64 * 1024, srv.url("/f"))
+                   .with_headers({"Authorization": f"SharedKey acct:{signature}"}))
+        client = MeowClient(fast_config())
+        rec = Recorder()
+        tid = await client.try_enqueue(builder.build(), rec.progress)
+        final = await rec.wait_terminal(tid)
+        await client.close()
+    assert final.status is TransferStatus.FAILED and final.error is not None
+    assert "AuthenticationFailed" in final.error.msg and "REDACTED" in final.error.msg
+    assert signature not in repr(rec.records)

@@ -2,7 +2,9 @@
 
 These are the protocol pieces the Azure provider plugins (direct and SAS upload/download) are
 built from; they do no I/O themselves, so they can be tested against the documented algorithm,
-the official SDK (as an oracle) and Azurite independently of the engine.
+the official SDK (as an oracle) and Azurite independently of the engine. The plugins themselves
+(``AzureBlobDirectUpload``, ``AzureBlobSasUpload``, ``AzureBlobDirectDownload``,
+``AzureBlobSasDownload``) live in ``plugins`` and are re-exported here for the engine builders.
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from .blocks import (
     block_prefix,
     parse_block_id,
     parse_block_list,
+)
+from .plugins import (
+    MAX_BLOCK_SIZE,
+    MAX_BLOCKS,
+    AzureBlobDirectDownload,
+    AzureBlobDirectUpload,
+    AzureBlobSasDownload,
+    AzureBlobSasUpload,
+    SasUrlSource,
+    upload_block_prefix,
 )
 from .sas import SasUrl, append_query, is_sas_url
 from .signer import (
@@ -29,11 +41,18 @@ from .signer import (
 __all__ = [
     "EMULATOR_ACCOUNT_KEY",
     "EMULATOR_ACCOUNT_NAME",
+    "MAX_BLOCKS",
+    "MAX_BLOCK_SIZE",
     "X_MS_VERSION",
+    "AzureBlobDirectDownload",
+    "AzureBlobDirectUpload",
+    "AzureBlobSasDownload",
+    "AzureBlobSasUpload",
     "AzureSharedKey",
     "BlockInfo",
     "BlockList",
     "SasUrl",
+    "SasUrlSource",
     "append_query",
     "block_id",
     "block_list_xml",
@@ -43,4 +62,5 @@ __all__ = [
     "parse_block_list",
     "range_header",
     "string_to_sign",
+    "upload_block_prefix",
 ]
