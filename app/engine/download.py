@@ -525,10 +525,16 @@ class DownloadRun:
         part.reset()
         part.ckpt.ranged = False
         self.ctx.report(0, probe.total or 0)
-        headers = _with_identity(dict(self.task.headers))
-        resp = await self._send("GET", self.task.url, headers, "download GET")
+        # Built by the plugin like any range request (it may sign it or renew its URL); "bytes=0-" asks for
+        # everything, and a server without ranges answers it with a plain 200.
+        rctx = DownloadRangeGetCtx(
+            task=self.ctx.view(probe.total or 0), url=self.task.url, range_value="bytes=0-", start=0, end=None,
+            headers=dict(self.task.headers), validator=None, extra={"last_modified": None},
+        )
+        await maybe_await(self.proto.merge_range_get_headers(rctx))
+        resp = await self._send("GET", rctx.url, _with_identity(rctx.headers), "download GET")
         try:
-            if resp.status_code != 200:
+            if not _whole_body(resp):
                 preview = await read_preview(resp)
                 raise status_error(resp, "download GET failed:", preview, self.ctx.config.max_retry_after)
             if probe.total and _identity(resp):
@@ -613,6 +619,19 @@ class _BatchWriter:
     async def drain(self) -> None:
         await self._flush()
         await self._settle()
+
+
+def _whole_body(resp: httpx.Response) -> bool:
+    """A 200, or a 206 that starts at byte 0 and runs to the end (an answer to ``bytes=0-``)."""
+    if resp.status_code == 200:
+        return True
+    if resp.status_code != 206:
+        return False
+    try:
+        cr = parse_content_range(resp.headers.get("content-range", ""))
+    except ContentRangeError:
+        return False
+    return cr.start == 0 and (cr.total is None or cr.end == cr.total - 1)
 
 
 def _identity(resp: httpx.Response) -> bool:
