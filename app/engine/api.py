@@ -53,3 +53,18 @@ __all__ = [
     "UploadPounceBuilder", "UploadPrepareCtx", "UploadResumeInfo", "debug_log_listener_active", "emit",
     "emit_lazy", "redact_url", "set_debug_log_listener", "try_set_debug_log_listener",
 ]
+
+#: Provider options, importable from here in the seed's style but loaded only when first used.
+_PROVIDER_NAMES = frozenset({
+    "AliOssDirectDownload", "AliOssDirectUpload", "AliOssPresignedDownload", "AliOssPresignedUpload",
+    "AzureBlobDirectDownload", "AzureBlobDirectUpload", "AzureBlobSasDownload", "AzureBlobSasUpload",
+    "AzureSharedKey", "OssCredentials", "PresignedRangeDownload", "PresignedRequest", "UploadSessionStore",
+})
+
+
+def __getattr__(name: str) -> object:
+    if name in _PROVIDER_NAMES:
+        from app.providers import api as providers
+
+        return getattr(providers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
