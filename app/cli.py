@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app import __version__, cli_accounts
+from app import __version__, cli_accounts, cli_targets
+from app.accounts import AccountError
 from app.engine.api import (
     DEFAULT_MAX_CHUNK_RETRIES,
     DownloadPounceBuilder,
@@ -113,6 +114,12 @@ def _sha256_arg(text: str) -> str:
 
 def check_url(url: str) -> None:
     """Reject URLs that can never work (exit 2) before any network traffic; reachability is the engine's job."""
+    if cli_targets.is_storage_url(url):
+        try:
+            cli_targets._split_storage_url(url)
+        except cli_targets.TargetError as exc:
+            raise UsageError(str(exc)) from None
+        return
     shown = redact_url(url)
     try:
         parts = urlsplit(url)
@@ -165,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "checkpoint beside it, and PATH appears only when the download is complete (and verified, "
                     "with --sha256). Run the same command again to resume.",
     )
-    dl.add_argument("url", metavar="URL", help="http:// or https:// URL to download")
+    dl.add_argument("url", metavar="URL", help="http(s) URL (also an Azure SAS or OSS presigned URL), or "
+                                               "oss://ACCOUNT/bucket/key or azure://ACCOUNT/container/blob")
     dl.add_argument("-o", "--output", metavar="PATH",
                     help="destination file, or an existing directory (or one ending in '/') to put the file in. "
                          "Default: the name from the server's Content-Disposition or the URL, made safe, in "
@@ -182,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "id is printed on stdout at the end.",
     )
     up.add_argument("file", metavar="FILE", help="the local file to upload")
-    up.add_argument("url", metavar="URL", help="http:// or https:// upload endpoint")
+    up.add_argument("url", metavar="URL", help="http(s) upload endpoint (Rusty Cat's chunk protocol), an Azure "
+                                               "blob SAS URL, or oss://ACCOUNT/bucket/key or azure://ACCOUNT/container/blob")
     _add_common(up)
     up.set_defaults(subparser=up)
     cli_accounts.add_parser(sub)
@@ -358,12 +367,13 @@ async def probe_filename(url: str, headers: Sequence[tuple[str, str]]) -> str | 
         return None
 
 
-async def resolve_destination(url: str, output: str | None, headers: Sequence[tuple[str, str]]) -> str:
+async def resolve_destination(url: str, output: str | None, headers: Sequence[tuple[str, str]],
+                              known_name: str | None = None) -> str:
     """Where a download goes. An explicit file path is used as given; otherwise the server's or URL's name,
     sanitised to one path component, inside ``output`` (a directory) or the current directory."""
     if output is not None and not _is_dir_target(output):
         return output
-    suggested = await probe_filename(url, headers)
+    suggested = known_name or await probe_filename(url, headers)
     name = sanitize_filename(suggested) if suggested else None
     if name is None or name == DEFAULT_NAME:
         name = sanitize_filename(filename_from_url(url))
@@ -371,28 +381,34 @@ async def resolve_destination(url: str, output: str | None, headers: Sequence[tu
     return os.path.join(folder, name)
 
 
-def build_download(args: argparse.Namespace, dest: str) -> PounceTask:
+def build_download(args: argparse.Namespace, dest: str, target: cli_targets.Target | None = None) -> PounceTask:
     dest = os.path.abspath(dest)  # records and --json then name the real file, whatever the cwd
     name = os.path.basename(dest) or DEFAULT_NAME
-    builder = (DownloadPounceBuilder(name, dest, args.chunk_size, args.url)
+    target = target or cli_targets.Target(args.url, None)
+    builder = (DownloadPounceBuilder(name, dest, args.chunk_size, target.url)
                .with_max_chunk_retries(args.retries)
                .with_headers(args.header)
                .with_max_chunk_concurrency(args.connections)
                .with_rate_limit(args.limit_rate))
     if args.sha256:
         builder = builder.with_expected_checksum("sha256", args.sha256)
+    if target.download is not None:
+        builder = builder.with_breakpoint_download(target.download)
     return builder.build()
 
 
-def build_upload(args: argparse.Namespace) -> PounceTask:
+def build_upload(args: argparse.Namespace, target: cli_targets.Target | None = None) -> PounceTask:
     path = os.path.abspath(args.file)
-    return (UploadPounceBuilder(os.path.basename(path), path, args.chunk_size)
-            .with_url(args.url)
-            .with_max_chunk_retries(args.retries)
-            .with_headers(args.header)
-            .with_max_chunk_concurrency(args.connections)
-            .with_rate_limit(args.limit_rate)
-            .build())
+    target = target or cli_targets.Target(args.url, None)
+    builder = (UploadPounceBuilder(os.path.basename(path), path, args.chunk_size)
+               .with_url(target.url)
+               .with_max_chunk_retries(args.retries)
+               .with_headers(args.header)
+               .with_max_chunk_concurrency(args.connections)
+               .with_rate_limit(args.limit_rate))
+    if target.upload is not None:
+        builder = builder.with_breakpoint_upload(target.upload)
+    return builder.build()
 
 
 def check_upload_file(path: str) -> None:
@@ -501,11 +517,20 @@ async def _run(args: argparse.Namespace, state: _Run) -> int:
     reporter = state.reporter
     shown_url = redact_url(args.url)
     try:
+        target = cli_targets.resolve(args.url, args.command)
+    except cli_targets.TargetError as exc:
+        reporter.message(f"cannot start: {exc}")
+        return EXIT_USAGE
+    except (AccountError, ValueError) as exc:  # keyring trouble, or a stored account the provider refuses
+        reporter.message(f"cannot start: {exc}")
+        return EXIT_FAILED
+    try:
         if args.command == "download":
-            dest = await _until_stopped(resolve_destination(args.url, args.output, args.header), state.stop)
-            task = build_download(args, dest)
+            dest = await _until_stopped(
+                resolve_destination(target.url, args.output, args.header, target.name), state.stop)
+            task = build_download(args, dest, target)
         else:
-            task = build_upload(args)
+            task = build_upload(args, target)
     except MeowError as err:
         reporter.message(f"cannot start: {describe_error(err)}")
         return EXIT_USAGE
