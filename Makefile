@@ -17,9 +17,9 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-# Azurite (local Azure Blob service for the Azure tests), from npm into a project-local folder.
+# Azurite (local Azure Blob service for the Azure tests), pinned by tests/azurite/package-lock.json.
 AZURITE_VERSION := 3.37.0
-AZURITE_DIR := .azurite
+AZURITE_DIR := tests/azurite
 AZURITE_BIN := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
 
 # Shared libraries Qt needs even on the offscreen platform (tests, --self-test).
@@ -121,8 +121,8 @@ azurite:
 		echo "note: npm not found; Azurite is not installed and the Azure Blob tests will be skipped."; \
 		echo "note: install Node.js >= 20 with npm (Debian: apt-get install nodejs npm) and rerun make test."; \
 	else \
-		echo "Installing Azurite $(AZURITE_VERSION) into $(AZURITE_DIR)/ (npm, about 30 s)"; \
-		npm install --prefix $(AZURITE_DIR) azurite@$(AZURITE_VERSION) --save-exact --no-audit --no-fund --loglevel=error \
+		echo "Installing Azurite $(AZURITE_VERSION) into $(AZURITE_DIR)/ (npm ci, about 30 s)"; \
+		npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error \
 			|| { echo "error: installing Azurite with npm failed (see above)" >&2; exit 1; }; \
 	fi
 

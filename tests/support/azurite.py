@@ -3,7 +3,7 @@
 Why Azurite: it verifies Shared Key and SAS signatures and enforces the block blob rules, so a
 request our signer gets wrong fails here exactly as it would on Azure (reference §3.1).
 
-``make test`` installs Azurite into ``.azurite/`` (see the Makefile). When it is not installed
+``make test`` installs Azurite into ``tests/azurite/`` (see the Makefile). When it is not installed
 (or Node.js is missing) every test using the ``azurite`` fixture is skipped with the reason.
 ``RUSTY_CAT_AZURITE=/path/to/azurite-blob`` overrides where it is looked for.
 
@@ -43,7 +43,7 @@ import pytest
 from app.providers.azure_blob.signer import EMULATOR_ACCOUNT_KEY, EMULATOR_ACCOUNT_NAME, AzureSharedKey
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-AZURITE_DIR = REPO_ROOT / ".azurite"
+AZURITE_DIR = REPO_ROOT / "tests" / "azurite"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 _LISTEN = re.compile(r"successfully listens on https?://[^\s:]+:(\d+)")
@@ -51,7 +51,7 @@ _counter = itertools.count(1)
 
 
 def find_azurite() -> str | None:
-    """The ``azurite-blob`` executable: $RUSTY_CAT_AZURITE, then ``.azurite/``, then $PATH."""
+    """The ``azurite-blob`` executable: $RUSTY_CAT_AZURITE, then ``tests/azurite/``, then $PATH."""
     override = os.environ.get("RUSTY_CAT_AZURITE")
     if override:
         return override if Path(override).exists() else None
@@ -241,7 +241,7 @@ def azurite() -> Iterator[AzuriteServer]:
     pytest.importorskip("azure.storage.blob", reason="azure-storage-blob (test extra) is not installed")
     executable = find_azurite()
     if executable is None:
-        pytest.skip("Azurite is not installed (run `make test`, which installs it into .azurite/ with npm)")
+        pytest.skip("Azurite is not installed (run `make test`, which installs it into tests/azurite/ with npm)")
     if shutil.which("node") is None:
         pytest.skip("Azurite needs Node.js, which is not on PATH")
     server = start_azurite(executable)
