@@ -326,11 +326,9 @@ class Scheduler:
             buckets=(self.global_bucket, g.bucket), pool=self.pool, file_sign=g.file_sign, start_offset=g.offset,
             report=lambda done, total: self._progress(g, run_id, done, total),
         )
-        if g.direction is Direction.UPLOAD:
-            g.last_emit = time.monotonic()
-            self._emit(g, TransferStatus.TRANSMISSION)
-        else:
-            g.last_emit = 0.0
+        # No record before the run knows where it resumes (the seed sent the in-memory offset, 0 after a restart):
+        # the first Transmission is the one after the probe/prepare, and it is never throttled.
+        g.last_emit = 0.0
         g.runner = asyncio.ensure_future(_run(DownloadRun if g.direction is Direction.DOWNLOAD else UploadRun, ctx))
         g.runner.add_done_callback(lambda t, g=g: self._runner_done(g, t))
 
