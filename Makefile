@@ -66,7 +66,7 @@ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-
 )
 endef
 
-.PHONY: help run test lint venv system-deps run-deps clean azurite
+.PHONY: help run test lint venv system-deps run-deps clean azurite bench
 
 help:
 	@echo "make run     create .venv, install Rusty Cat and start it (ARGS='--self-test' etc.)"
@@ -132,6 +132,12 @@ test: system-deps $(STAMP) azurite
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests
+
+# Performance bench (issue 5): our CLI vs curl and aria2c on a loopback nginx, uploads, CPU, RSS and queue
+# figures; installs nginx/aria2/curl when root. Never part of `make test`. ARGS="--size 256MiB" or
+# ARGS="--url https://host/file" are passed through (python -m tests.bench.run --help).
+bench: system-deps $(STAMP)
+	$(VENV_PY) -m tests.bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis

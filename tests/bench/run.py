@@ -1,0 +1,512 @@
+"""``make bench``: Rusty Cat against curl and aria2c on loopback nginx (or on a URL you give), plus the engine's
+upload, CPU, memory and queue figures of issue 5. Prints a table of medians with each target, and writes every raw
+figure to a JSON file.
+
+    python -m tests.bench.run                      # 1 GiB, 3 rounds (a few minutes on 2 cores)
+    python -m tests.bench.run --size 256MiB        # quick
+    python -m tests.bench.run --url https://host/f # your network: curl, aria2c and our CLI only
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.bench.common import (
+    ChildRun,
+    GiB,
+    MiB,
+    Nginx,
+    ensure_tools,
+    fmt_size,
+    generate_file,
+    median,
+    note,
+    parse_size,
+    remove,
+    run_child,
+    settle_disk,
+    sha256_file,
+    tool_version,
+)
+
+ROOT = str(Path(__file__).resolve().parents[2])
+PY = sys.executable
+CONNECTIONS = 4
+UPLOAD_CHUNK = "8MiB"
+SMALL = 256 * MiB
+QUEUE_TASKS = 10_000
+TOOLS = {"nginx": "nginx", "aria2c": "aria2", "curl": "curl"}
+
+# (figure, target text, comparison): every target row of issue 5, in its order.
+TARGETS: list[tuple[str, str, Callable[[float], bool]]] = [
+    ("download: CLI vs curl -o (throughput)", ">= 1.0x", lambda v: v >= 1.0),
+    ("download: CLI vs aria2c -x4 -s4", ">= 1.0x", lambda v: v >= 1.0),
+    ("download: app path (qasync) vs CLI", ">= 0.9x", lambda v: v >= 0.9),
+    ("upload (chunk protocol): CLI vs curl -T", ">= 0.8x", lambda v: v >= 0.8),
+    ("CPU s per GiB downloaded: CLI vs aria2c", "<= 1.5x", lambda v: v <= 1.5),
+    ("peak RSS: big vs small download (CLI)", "<= 1.1x", lambda v: v <= 1.1),
+    ("peak RSS downloading the big file", "< 120 MiB", lambda v: v < 120),
+    ("try_enqueue of 10,000 tasks", "< 2 s", lambda v: v < 2.0),
+    ("snapshot() with 10,000 queued", "< 20 ms", lambda v: v < 20.0),
+    ("UI: 16 ms QTimer tick gap p99 during download", "< 50 ms", lambda v: v < 50.0),
+]
+
+
+class Stop(Exception):
+    """SIGTERM/SIGHUP: unwind like Ctrl-C so nginx and any running child are stopped."""
+
+
+@dataclass
+class Run:
+    phase: str
+    tool: str
+    rep: int
+    size: int
+    wall: float
+    cpu: float
+    user: float
+    sys: float
+    maxrss_mib: float
+    rc: int
+    ok: bool
+    mib_s: float
+    sha256_ok: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    workdir: str
+    runs: list[Run] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    checked: set[tuple[str, str]] = field(default_factory=set)
+
+    # ------------------------------------------------------------------ one measured child
+    def measure(self, phase: str, tool: str, rep: int, size: int, argv: list[str], *, output: str | None = None,
+                expect_sha: str | None = None, env: dict[str, str] | None = None,
+                check: Callable[[ChildRun], str | None] | None = None) -> Run:
+        settle_disk()
+        child = run_child(argv, timeout=self.args.timeout, cwd=ROOT, env=env)
+        error = None if child.rc == 0 else f"exit {child.rc}: {(child.err or child.out).strip()[-500:]}"
+        if error is None and check is not None:
+            error = check(child)
+        if error is None and output is not None:
+            got = os.path.getsize(output) if os.path.exists(output) else -1
+            if size and got != size:
+                error = f"output has {got} bytes, expected {size}"
+            size = size or max(0, got)  # --url without Content-Length: what arrived
+        sha_ok = None
+        if error is None and output is not None and (phase, tool) not in self.checked:
+            digest = sha256_file(output)
+            self.checked.add((phase, tool))
+            if expect_sha is None:
+                self.figures.setdefault("sha256", {})[tool] = digest
+            else:
+                sha_ok = digest == expect_sha
+                if not sha_ok:
+                    error = f"sha256 mismatch: {digest} != {expect_sha}"
+        extra: dict[str, Any] = {}
+        if tool == "app path" and child.out.strip():
+            try:
+                extra = json.loads(child.out.strip().splitlines()[-1])
+            except ValueError:
+                pass
+        run = Run(phase=phase, tool=tool, rep=rep, size=size, wall=child.wall, cpu=child.cpu, user=child.user,
+                  sys=child.sys, maxrss_mib=child.maxrss_mib, rc=child.rc, ok=error is None,
+                  mib_s=(size / MiB / child.wall) if size and child.wall > 0 else 0.0, sha256_ok=sha_ok,
+                  extra=extra, error=error)
+        self.runs.append(run)
+        state = "ok" if run.ok else f"FAILED ({error})"
+        note(f"{phase:<9} {tool:<9} #{rep + 1}: {run.wall:6.2f} s  {run.mib_s:7.1f} MiB/s  cpu {run.cpu:5.2f} s  "
+             f"rss {run.maxrss_mib:6.1f} MiB  {state}")
+        if output is not None:
+            remove(output)
+        return run
+
+    def good(self, phase: str, tool: str) -> list[Run]:
+        return [r for r in self.runs if r.phase == phase and r.tool == tool and r.ok]
+
+    def med(self, phase: str, tool: str, attr: str) -> float | None:
+        return median([getattr(r, attr) for r in self.good(phase, tool)])
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def curl_get(curl: str, url: str, out: str) -> list[str]:
+    return [curl, "-sS", "-f", "-o", out, url]
+
+
+def aria2_get(aria2c: str, url: str, out: str) -> list[str]:
+    return [aria2c, f"-x{CONNECTIONS}", f"-s{CONNECTIONS}", "-k1M", "--file-allocation=none", "-q",
+            "--allow-overwrite=true", "--auto-file-renaming=false", "--console-log-level=error",
+            "--summary-interval=0", "-d", os.path.dirname(out), "-o", os.path.basename(out), url]
+
+
+def cli_get(url: str, out: str) -> list[str]:
+    return [PY, "-m", "app.cli", "download", url, "-o", out, "--connections", str(CONNECTIONS)]
+
+
+def app_get(url: str, out: str) -> list[str]:
+    return [PY, "-m", "tests.bench.app_path", url, out, "--connections", str(CONNECTIONS)]
+
+
+def app_env() -> dict[str, str]:
+    return {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+
+
+# ---------------------------------------------------------------------------------------------- phases
+def download_rounds(b: Bench, tools: dict[str, str | None], url: str, size: int, sha: str | None,
+                    with_app: bool) -> None:
+    outdir = os.path.join(b.workdir, "out")
+    os.makedirs(outdir, exist_ok=True)
+    plan: list[tuple[str, Callable[[str], list[str]], dict[str, str] | None]] = []
+    if tools.get("curl"):
+        plan.append(("curl", lambda out: curl_get(tools["curl"] or "curl", url, out), None))
+    if tools.get("aria2c"):
+        plan.append(("aria2c", lambda out: aria2_get(tools["aria2c"] or "aria2c", url, out), None))
+    plan.append(("CLI", lambda out: cli_get(url, out), None))
+    if with_app:
+        plan.append(("app path", lambda out: app_get(url, out), app_env()))
+    for rep in range(b.args.repeat):
+        k = rep % len(plan)  # rotate the order each round, so no tool always runs first after a sync
+        for tool, argv, env in plan[k:] + plan[:k]:
+            out = os.path.join(outdir, tool.replace(" ", "_") + ".bin")
+            remove(out)
+            b.measure("download", tool, rep, size, argv(out), output=out, expect_sha=sha, env=env)
+
+
+def rss_rounds(b: Bench, url: str, size: int, sha: str) -> None:
+    out = os.path.join(b.workdir, "out", "small.bin")
+    for rep in range(b.args.repeat):
+        remove(out)
+        b.measure("small", "CLI", rep, size, cli_get(url, out), output=out, expect_sha=sha)
+
+
+def upload_rounds(b: Bench, tools: dict[str, str | None], path: str, size: int) -> None:
+    from tests.bench.sink import UploadSink
+
+    with UploadSink() as sink:
+        def put_ok(_child: ChildRun) -> str | None:
+            got = sink.stats.put_bytes
+            return None if got == size else f"sink drained {got} bytes, expected {size}"
+
+        def parts_ok(_child: ChildRun) -> str | None:
+            s = sink.stats
+            if s.part_bytes != size or s.gaps or not s.file_id_sent:
+                return f"sink got {s.part_bytes} bytes in {s.parts} parts ({s.gaps} gaps, fileId sent: " \
+                       f"{s.file_id_sent}), expected {size}"
+            return None
+
+        plan: list[tuple[str, list[str], Callable[[ChildRun], str | None]]] = []
+        if tools.get("curl"):
+            plan.append(("curl -T", [tools["curl"] or "curl", "-sS", "-f", "-T", path, "-H", "Expect:", "-o",
+                                     os.devnull, sink.url("/put/big.bin")], put_ok))
+        plan.append(("CLI", [PY, "-m", "app.cli", "upload", path, sink.url("/upload"), "--chunk-size",
+                             UPLOAD_CHUNK], parts_ok))
+        for rep in range(b.args.repeat):
+            k = rep % len(plan)
+            for tool, argv, check in plan[k:] + plan[:k]:
+                sink.stats.reset()
+                b.measure("upload", tool, rep, size, argv, check=check)
+
+
+def startup_time(b: Bench) -> None:
+    """The CLI's fixed cost (interpreter + imports), included in every CLI wall time above."""
+    walls = [run_child([PY, "-m", "app.cli", "--version"], timeout=60, cwd=ROOT).wall for _ in range(3)]
+    b.figures["cli_startup_s"] = median(walls)
+
+
+def check_server(base: str, path: str, size: int) -> None:
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Range": "bytes=0-9"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 206 or resp.getheader("Content-Range") != f"bytes 0-9/{size}":
+            raise RuntimeError(f"nginx answered a Range request with {resp.status} "
+                               f"{resp.getheader('Content-Range')}; expected 206 bytes 0-9/{size}")
+    finally:
+        conn.close()
+
+
+def local_mode(b: Bench, tools: dict[str, str | None]) -> None:
+    size = b.args.size
+    small = SMALL if size > SMALL else max(16 * MiB, size // 4)
+    www = os.path.join(b.workdir, "www")
+    os.makedirs(www, exist_ok=True)
+    note(f"generating {fmt_size(size)} and {fmt_size(small)} of random data in {www}")
+    big_path, small_path = os.path.join(www, "big.bin"), os.path.join(www, "small.bin")
+    big_sha = generate_file(big_path, size)
+    small_sha = generate_file(small_path, small)
+    b.figures.update(size=size, small_size=small)
+    startup_time(b)
+    if tools.get("nginx") is None:
+        note("nginx is not available: skipping the download figures")
+    else:
+        nginx = Nginx(tools["nginx"] or "nginx", b.workdir, www)
+        try:
+            nginx.start()
+            note(f"nginx on {nginx.base_url} (pid {nginx.proc.pid if nginx.proc else '?'})")
+            check_server(nginx.base_url, "/big.bin", size)
+            download_rounds(b, tools, f"{nginx.base_url}/big.bin", size, big_sha, with_app=True)
+            rss_rounds(b, f"{nginx.base_url}/small.bin", small, small_sha)
+        finally:
+            nginx.stop()
+    upload_rounds(b, tools, big_path, size)
+    note(f"engine queue: try_enqueue x {QUEUE_TASKS:,} and snapshot()")
+    from tests.bench import engine_queue
+
+    b.figures["queue"] = engine_queue.run(b.workdir, QUEUE_TASKS)
+
+
+def url_mode(b: Bench, tools: dict[str, str | None]) -> None:
+    url = b.args.url
+    size = _remote_size(tools.get("curl"), url)
+    if size is None:
+        note("the server sent no Content-Length; throughput uses the size of the first download")
+    startup_time(b)
+    download_rounds(b, tools, url, size or 0, None, with_app=False)
+    if not size:
+        size = max((r.size for r in b.runs if r.ok), default=0)
+    digests = b.figures.get("sha256", {})
+    b.figures["sha256_agree"] = len(set(digests.values())) <= 1
+    if not b.figures["sha256_agree"]:
+        note(f"the tools downloaded different bytes: {digests}")
+    b.figures.update(size=size or 0)
+
+
+def _remote_size(curl: str | None, url: str) -> int | None:
+    if curl is None:
+        return None
+    child = run_child([curl, "-sSfIL", url], timeout=60)
+    length = None
+    for line in child.out.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            length = int(value.strip())  # the last one wins (after redirects)
+    return length
+
+
+# ---------------------------------------------------------------------------------------------- report
+def summarize(b: Bench) -> None:
+    size = b.figures.get("size") or 0
+    gib = size / GiB if size else 0
+
+    def ratio(a: float | None, c: float | None) -> float | None:
+        return a / c if a is not None and c else None
+
+    wall = {t: b.med("download", t, "wall") for t in ("curl", "aria2c", "CLI", "app path")}
+    cpu = {t: b.med("download", t, "cpu") for t in ("aria2c", "CLI")}
+    app_transfer = median([r.extra["transfer_s"] for r in b.good("download", "app path")
+                           if isinstance(r.extra.get("transfer_s"), float)])
+    tick_p99 = median([r.extra["tick_gap_ms"]["p99"] for r in b.good("download", "app path")
+                       if isinstance(r.extra.get("tick_gap_ms"), dict) and r.extra["tick_gap_ms"].get("p99")])
+    up = {t: b.med("upload", t, "wall") for t in ("curl -T", "CLI")}
+    # Medians for the ratio (a single run's peak wanders by a few MiB either way); the worst run for the cap.
+    rss_big = b.med("download", "CLI", "maxrss_mib")
+    rss_small = b.med("small", "CLI", "maxrss_mib")
+    rss_worst = max((r.maxrss_mib for r in b.good("download", "CLI")), default=None)
+    queue = b.figures.get("queue") or {}
+    cpu_gib = {t: (v / gib if v is not None and gib else None) for t, v in cpu.items()}
+    b.figures["medians"] = {"download_wall_s": wall, "upload_wall_s": up, "cpu_s_per_gib": cpu_gib,
+                            "app_transfer_s": app_transfer, "rss_big_mib": rss_big, "rss_small_mib": rss_small,
+                            "rss_big_worst_mib": rss_worst, "tick_gap_p99_ms": tick_p99}
+
+    def mbs(w: float | None) -> str:
+        return f"{size / MiB / w:.0f} MiB/s" if w and size else "-"
+
+    small = fmt_size(b.figures.get("small_size") or 0)
+    values: list[tuple[float | None, str]] = [
+        (ratio(wall["curl"], wall["CLI"]), f"{mbs(wall['CLI'])} vs {mbs(wall['curl'])}"),
+        (ratio(wall["aria2c"], wall["CLI"]), f"{mbs(wall['CLI'])} vs {mbs(wall['aria2c'])}"),
+        (ratio(wall["CLI"], wall["app path"]),
+         f"{mbs(wall['app path'])} vs {mbs(wall['CLI'])}; transfer only {mbs(app_transfer)}"),
+        (ratio(up["curl -T"], up["CLI"]), f"{mbs(up['CLI'])} vs {mbs(up['curl -T'])}"),
+        (ratio(cpu_gib["CLI"], cpu_gib["aria2c"]),
+         f"{_f(cpu_gib['CLI'])} vs {_f(cpu_gib['aria2c'])} CPU s/GiB"),
+        (ratio(rss_big, rss_small), f"{_f(rss_big, 1)} MiB ({fmt_size(size)}) vs {_f(rss_small, 1)} MiB ({small})"),
+        (rss_worst, f"{_f(rss_worst, 1)} MiB (worst run, {fmt_size(size)})"),
+        (queue.get("enqueue_s"), f"{_f(queue.get('enqueue_s'))} s (scheduler intake {_f(queue.get('intake_s'))} s)"),
+        (queue.get("snapshot_ms"), f"{_f(queue.get('snapshot_ms'), 1)} ms ({queue.get('queued_groups', '-')} queued)"),
+        (tick_p99, f"{_f(tick_p99, 1)} ms (app path runs)"),
+    ]
+    url_mode_rows = {0, 1, 4}
+    for i, ((figure, target, passes), (value, shown)) in enumerate(zip(TARGETS, values, strict=True)):
+        if b.args.url and i not in url_mode_rows:
+            continue
+        is_ratio = "x" in target
+        verdict = "n/a" if value is None else ("PASS" if passes(value) else "MISS")
+        measured = f"{value:.2f}x ({shown})" if is_ratio and value is not None else shown
+        b.rows.append({"figure": figure, "measured": measured, "value": value, "target": target,
+                       "result": verdict})
+    if not b.args.url:
+        b.rows.append({"figure": "bytes re-sent after kill -9 and resume", "measured": "not measured yet",
+                       "value": None, "target": "<= 1 chunk per segment", "result": "n/a"})
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def print_report(b: Bench) -> None:
+    size = b.figures.get("size") or 0
+    print()
+    print(f"Per tool, medians of {b.args.repeat} ({fmt_size(size) if size else 'size unknown'}):")
+    print(f"| {'phase':<8} | {'tool':<9} | {'wall s':>7} | {'MiB/s':>7} | {'range MiB/s':>13} | {'CPU s':>6} | "
+          f"{'peak RSS MiB':>12} | {'ok':>5} |")
+    print(f"|{'-' * 10}|{'-' * 11}|{'-' * 8}:|{'-' * 8}:|{'-' * 14}:|{'-' * 7}:|{'-' * 13}:|{'-' * 6}:|")
+    seen: list[tuple[str, str]] = []
+    for r in b.runs:
+        if (r.phase, r.tool) not in seen:
+            seen.append((r.phase, r.tool))
+    for phase, tool in seen:
+        runs = [r for r in b.runs if r.phase == phase and r.tool == tool]
+        good = [r for r in runs if r.ok]
+        rates = [r.mib_s for r in good]
+        span = f"{min(rates):.0f}–{max(rates):.0f}" if rates else "-"
+        wall = median([r.wall for r in good])
+        rate = good[0].size / MiB / wall if good and wall else None  # size / median wall, as in the ratios
+        print(f"| {phase:<8} | {tool:<9} | {_f(wall):>7} | "
+              f"{_f(rate, 0):>7} | {span:>13} | {_f(median([r.cpu for r in good])):>6} | "
+              f"{_f(max((r.maxrss_mib for r in good), default=None), 1):>12} | {f'{len(good)}/{len(runs)}':>5} |")
+    if "cli_startup_s" in b.figures:
+        print(f"(CLI start-up, `rusty-cat-cli --version`: {b.figures['cli_startup_s']:.2f} s, part of every CLI "
+              "wall time)")
+    if b.args.url:
+        digests = b.figures.get("sha256", {})
+        same = "the same bytes" if b.figures.get("sha256_agree") else "DIFFERENT bytes"
+        shown = ", ".join(f"{t} {d[:16]}…" for t, d in digests.items())
+        print(f"sha256 of each tool's first download: {same} ({shown})")
+    print()
+    print("Targets (issue 5):")
+    print(f"| {'figure':<46} | {'measured':<58} | {'target':<22} | result |")
+    print(f"|{'-' * 48}|{'-' * 60}|{'-' * 24}|--------|")
+    for row in b.rows:
+        print(f"| {row['figure']:<46} | {row['measured']:<58} | {row['target']:<22} | {row['result']:<6} |")
+    print()
+
+
+def write_json(b: Bench, path: str, meta: dict[str, Any]) -> None:
+    data = {"meta": meta, "figures": b.figures, "targets": b.rows, "runs": [asdict(r) for r in b.runs]}
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+    note(f"raw figures written to {path}")
+
+
+def _meta(b: Bench, tools: dict[str, str | None]) -> dict[str, Any]:
+    versions: dict[str, str] = {}
+    for name, argv in (("curl", ["--version"]), ("aria2c", ["--version"]), ("nginx", ["-v"])):
+        if tools.get(name):
+            versions[name] = tool_version([tools[name] or name, *argv])
+    for dist in ("httpx", "httpcore", "h11", "qasync", "PySide6-Essentials"):
+        try:
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = "?"
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "host": platform.node(),
+        "cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+        "mode": "url" if b.args.url else "loopback", "url": b.args.url, "repeat": b.args.repeat,
+        "size": b.figures.get("size"), "workdir": b.workdir, "versions": versions,
+        "argv": sys.argv[1:],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- main
+def _size_arg(text: str) -> int:
+    try:
+        n = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if n < MiB:
+        raise argparse.ArgumentTypeError("use at least 1MiB")
+    return n
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=_size_arg, default=GiB, help="test file size (default 1GiB; e.g. 256MiB)")
+    p.add_argument("--repeat", type=_positive, default=3, help="rounds of every tool, alternating (default 3)")
+    p.add_argument("--url", help="benchmark this URL instead (no nginx, no files; curl, aria2c and the CLI only)")
+    p.add_argument("--work-dir", help="where files, downloads and nginx live (default: a new temp dir; it must "
+                                      "have room for twice --size plus 256 MiB)")
+    p.add_argument("--json-out", help="raw figures as JSON (default: bench-results.json in the work dir)")
+    p.add_argument("--keep-files", action="store_true", help="keep the generated test files in the work dir")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds one transfer may take before it is killed (default: loopback 60 s + 10 s/GiB, "
+                        "--url 1800 s)")
+    return p
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.timeout is None:
+        args.timeout = 1800.0 if args.url else 60.0 + 10.0 * args.size / GiB
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    workdir = os.path.abspath(args.work_dir) if args.work_dir else tempfile.mkdtemp(prefix="rusty-cat-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    os.chmod(workdir, 0o755)  # nginx's worker reads the files from here
+    b = Bench(args, workdir)
+    note(f"work dir {workdir}")
+    wanted = {k: v for k, v in TOOLS.items() if not (args.url and k == "nginx")}
+    tools = ensure_tools(wanted)
+    for name, path in tools.items():
+        if path is None:
+            note(f"{name} not available: its rows are skipped")
+    status = 0
+    try:
+        if args.url:
+            url_mode(b, tools)
+        else:
+            local_mode(b, tools)
+    except (KeyboardInterrupt, Stop) as exc:
+        why = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        note(f"interrupted ({why}): the running transfer and nginx were stopped; partial figures follow")
+        status = 130
+    finally:
+        if not args.keep_files:
+            for sub in ("www", "out", "queue"):
+                shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)
+    summarize(b)
+    print_report(b)
+    write_json(b, args.json_out or os.path.join(workdir, "bench-results.json"), _meta(b, tools))
+    if status == 0 and any(not r.ok for r in b.runs):
+        note("some runs failed (see above); their figures are left out of the medians")
+        status = 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
