@@ -22,7 +22,7 @@ from app.engine.protocols import BreakpointDownload, DownloadHeadCtx, DownloadRa
 from app.engine.ranges import ContentRangeError, RangeSet, parse_content_range, parse_unsatisfied_total, plan_segments
 from app.engine.ratelimit import consume_all
 from app.engine.redact import redact_url, strip_query
-from app.engine.run import RunContext, maybe_await, retrying, run_all
+from app.engine.run import RunContext, finish_despite_cancel, maybe_await, retrying, run_all
 from app.engine.standard_download import StandardRangeDownload, content_length
 
 WRITE_BATCH = 4 << 20  # coalesce network reads into writes of up to this many bytes (capped at chunk size)
@@ -139,7 +139,7 @@ class _PartFile:
             finally:
                 os.close(self.fd)
 
-        await asyncio.shield(self._run.ctx.in_thread(finish))
+        await finish_despite_cancel(self._run.ctx.in_thread(finish))
 
 
 class DownloadRun:
@@ -500,7 +500,7 @@ class DownloadRun:
             except httpx.TransportError as exc:
                 raise transport_error(exc, "download GET body") from None
         finally:
-            await asyncio.shield(writer.drain())
+            await finish_despite_cancel(writer.drain())
         if seg.recv < min(seg.end, resp_end):
             if seg.recv == start:
                 raise MeowError(InnerErrorCode.HTTP_ERROR, "download chunk empty body")
@@ -564,7 +564,7 @@ class DownloadRun:
             except httpx.TransportError as exc:
                 raise transport_error(exc, "download GET body") from None
         finally:
-            await asyncio.shield(writer.drain())
+            await finish_despite_cancel(writer.drain())
 
 
 class _BatchWriter:

@@ -91,3 +91,24 @@ async def run_all(tasks: list[asyncio.Task[None]]) -> None:
     errors = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
     if errors:
         raise errors[0]  # the others are retrieved above, so none is reported as "never retrieved"
+
+
+async def finish_despite_cancel(aw: Awaitable[T]) -> T:
+    """Run ``aw`` to its end even if the calling task is cancelled meanwhile (as often as it is), then re-raise
+    the cancellation. A plain ``await asyncio.shield(...)`` returns at the first cancel while the work goes on in
+    the background: a paused run would then count as stopped while its last writes and checkpoint save still
+    touch the file, racing the run that resumes it (or an fd number the OS has reused)."""
+    fut = asyncio.ensure_future(aw)
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            if fut.cancelled():
+                raise
+            cancelled = True
+        except BaseException:
+            break  # ``fut`` failed: its exception is raised by fut.result() below
+    if cancelled:
+        raise asyncio.CancelledError
+    return fut.result()

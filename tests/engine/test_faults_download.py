@@ -7,11 +7,7 @@ its checkpoint stay behind so a later run resumes. Never a corrupt file called c
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import random
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,48 +18,26 @@ from app.engine.api import (
     DownloadPounceBuilder,
     FileTransferRecord,
     InnerErrorCode,
-    MeowClient,
     RangeIgnoredPolicy,
     TransferStatus,
 )
 from app.engine.redact import strip_query
-from tests.support.engine_helpers import Recorder, closed_client, fast_config
+from tests.support.engine_helpers import KIB, Recorder, blob, meow, sha
 from tests.support.http_server import Fault, TestHttpServer
 
 pytestmark = pytest.mark.timeout(30)
 
-KIB = 1024
 CHUNK = 64 * KIB
 S = TransferStatus
 E = InnerErrorCode
-
-
-def blob(n: int, seed: int = 1) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 DATA = blob(400 * KIB)
 
 
 @pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        server.add_file("/f.bin", DATA)
-        yield server
-    assert server.errors == []
-
-
-@contextlib.asynccontextmanager
-async def meow(**overrides: object) -> AsyncIterator[MeowClient]:
-    client = MeowClient(fast_config(**overrides))
-    try:
-        yield client
-    finally:
-        await closed_client(client)
+def srv(srv: TestHttpServer) -> TestHttpServer:
+    """The shared server (tests/engine/conftest.py), serving DATA at /f.bin."""
+    srv.add_file("/f.bin", DATA)
+    return srv
 
 
 def task(srv: TestHttpServer, dest: Path, *, path: str = "/f.bin", workers: int | None = None, retries: int = 3,

@@ -6,10 +6,7 @@ the expected error code and a clear message.
 
 from __future__ import annotations
 
-import contextlib
-import random
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,34 +14,19 @@ import pytest
 from app.engine.api import (
     FileTransferRecord,
     InnerErrorCode,
-    MeowClient,
     MeowError,
     TransferStatus,
     UploadPounceBuilder,
 )
-from tests.support.engine_helpers import Recorder, closed_client, fast_config
+from tests.support.engine_helpers import KIB, Recorder, blob, meow
 from tests.support.http_server import Fault, TestHttpServer
 
 pytestmark = pytest.mark.timeout(30)
 
-KIB = 1024
 CHUNK = 32 * KIB
 S = TransferStatus
 E = InnerErrorCode
-
-
-def blob(n: int, seed: int = 1) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
 DATA = blob(200 * KIB)
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
 
 
 @pytest.fixture
@@ -52,15 +34,6 @@ def src(tmp_path: Path) -> Path:
     path = tmp_path / "up.bin"
     path.write_bytes(DATA)
     return path
-
-
-@contextlib.asynccontextmanager
-async def meow(**overrides: object) -> AsyncIterator[MeowClient]:
-    client = MeowClient(fast_config(**overrides))
-    try:
-        yield client
-    finally:
-        await closed_client(client)
 
 
 def builder(srv: TestHttpServer, src: Path, *, retries: int = 3, prepare_retries: int = 3) -> UploadPounceBuilder:

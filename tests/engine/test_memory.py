@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 
 from app.engine.api import DownloadPounceBuilder, MeowClient, PounceTask, TransferStatus, UploadPounceBuilder
-from tests.support.engine_helpers import Recorder, fast_config
+from tests.support.engine_helpers import MIB, Recorder, fast_config
 from tests.support.http_server import TestHttpServer
-
-MIB = 1 << 20
 
 
 def _serve(conn: Connection, files: dict[str, int]) -> None:

@@ -189,3 +189,30 @@ async def test_secrets_echoed_in_an_error_body_never_reach_the_record(tmp_path: 
     assert final.status is TransferStatus.FAILED and final.error is not None
     assert "AuthenticationFailed" in final.error.msg and "REDACTED" in final.error.msg
     assert signature not in repr(rec.records)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_file_work_finishes_before_a_cancelled_run_counts_as_stopped() -> None:
+    """A paused run's last writes and checkpoint save must end before the run does (however often it is
+    cancelled), or the resumed run races them on the same file."""
+    import asyncio
+
+    from app.engine.run import finish_despite_cancel
+
+    done: list[str] = []
+
+    async def file_work() -> str:
+        await asyncio.sleep(0.2)
+        done.append("saved")
+        return "ok"
+
+    task = asyncio.ensure_future(finish_despite_cancel(file_work()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done == ["saved"]
+    assert await finish_despite_cancel(file_work()) == "ok"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,17 +24,10 @@ from app.engine.api import (
     TransferStatus,
     set_debug_log_listener,
 )
-from tests.support.engine_helpers import Recorder, closed_client, fast_config
+from tests.support.engine_helpers import Recorder, closed_client, fast_config, one_one, scheduler_threads
 from tests.support.http_server import TestHttpServer
 
 DATA = bytes(range(256)) * 256  # 64 KiB, every offset distinguishable modulo 256
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
 
 
 @pytest.fixture
@@ -45,14 +37,6 @@ def logs() -> Iterator[list[Log]]:
     set_debug_log_listener(captured.append)
     yield captured
     set_debug_log_listener(None)
-
-
-def one_one() -> MeowConfig:
-    return MeowConfig.builder().max_upload_concurrency(1).max_download_concurrency(1).build()
-
-
-def scheduler_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name == "rusty-cat-scheduler"}
 
 
 async def expect_code(coro: object, *codes: InnerErrorCode) -> MeowError:
@@ -108,14 +92,17 @@ async def test_close_during_active_transfer_pauses_every_known_task(srv: TestHtt
     known task (the running one and a queued one), nothing after it, no terminal status, no complete callback;
     the running download keeps its ``.part`` + checkpoint and never appears at the final path.
     """
-    srv.add_file("/active.bin", DATA)
+    # 1 MiB on one connection at 64 KiB/s: the first write lands after ~1 s (writes are batched by 64 KiB at
+    # least) and the file needs ~16 s, so the download is certainly still running when close() comes.
+    srv.add_file("/active.bin", DATA * 16)
     srv.add_file("/queued.bin", DATA)
-    srv.rate_limit = 32 * 1024  # ~2 s for the file: still running when close() comes
+    srv.rate_limit = 64 * 1024
     client = MeowClient(fast_config(max_download_concurrency=1))
     rec = Recorder()
     running_dest = tmp_path / "active.bin"
     running = await client.try_enqueue(
-        DownloadPounceBuilder("active.bin", running_dest, 1024, srv.url("/active.bin")).build(),
+        DownloadPounceBuilder("active.bin", running_dest, 1024, srv.url("/active.bin"))
+        .with_max_chunk_concurrency(1).build(),
         rec.progress, rec.complete)
     queued = await client.try_enqueue(
         DownloadPounceBuilder("queued.bin", tmp_path / "queued.bin", 1024, srv.url("/queued.bin")).build(),

@@ -10,7 +10,6 @@ The seed's "local prefix ``abcd``" lived at the final path and was trusted by si
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,8 @@ from app.engine.api import (
     RangeIgnoredPolicy,
     TransferStatus,
 )
-from tests.support.engine_helpers import Recorder, closed_client, fast_config
+from tests.support.engine_helpers import HEAD_8, Recorder, closed_client, failed_with, fast_config
 from tests.support.http_server import Fault, ScriptedServer, TestHttpServer
-
-HEAD_8 = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\n"
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
 
 
 def seed_partial(url: str, dest: Path, prefix: bytes, total: int, etag: str | None = None,
@@ -72,15 +62,6 @@ async def run(task: PounceTask, **config: object) -> tuple[FileTransferRecord, R
     finally:
         await closed_client(client)
     return final, rec
-
-
-def failed_with(final: FileTransferRecord, code: InnerErrorCode, text: str | None = None) -> str:
-    assert final.status is TransferStatus.FAILED, final
-    assert final.error is not None
-    assert final.error.code == code, final.error
-    if text is not None:
-        assert text in final.error.msg, final.error.msg
-    return final.error.msg
 
 
 # ------------------------------------------------------------------------------ download

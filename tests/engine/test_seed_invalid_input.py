@@ -22,14 +22,10 @@ from app.engine.api import (
     debug_log_listener_active,
     emit,
 )
-from tests.support.engine_helpers import closed_client
+from tests.support.engine_helpers import closed_client, one_one
 from tests.support.http_server import TestHttpServer
 
 UNREACHABLE = "http://127.0.0.1:9/x"
-
-
-def one_one() -> MeowConfig:
-    return MeowConfig.builder().max_upload_concurrency(1).max_download_concurrency(1).build()
 
 
 async def expect_code(coro: object, code: InnerErrorCode) -> MeowError:

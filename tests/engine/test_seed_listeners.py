@@ -6,7 +6,7 @@ A Rust panic in a callback is a raised exception here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,13 +25,6 @@ from tests.support.engine_helpers import Recorder, closed_client, fast_config
 from tests.support.http_server import TestHttpServer
 
 PAYLOAD = b"listener-isolation" * 2048
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
 
 
 def seed_partial(srv: TestHttpServer, path: str, dest: Path, prefix: bytes, chunk_size: int) -> None:

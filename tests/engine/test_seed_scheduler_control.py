@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +31,6 @@ from tests.support.engine_helpers import Recorder, closed_client, fast_config
 from tests.support.http_server import Fault, TestHttpServer
 
 DATA = bytes(range(256)) * 256  # 64 KiB
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
 
 
 def add_blocker(srv: TestHttpServer) -> str:

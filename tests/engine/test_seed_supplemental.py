@@ -10,9 +10,7 @@ import asyncio
 import gc
 import hashlib
 import os
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,28 +26,8 @@ from app.engine.api import (
     TransferStatus,
     UploadPounceBuilder,
 )
-from tests.support.engine_helpers import Recorder, closed_client, fast_config
+from tests.support.engine_helpers import Recorder, close_injected, closed_client, fast_config, scheduler_threads
 from tests.support.http_server import TestHttpServer
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
-
-
-def scheduler_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name == "rusty-cat-scheduler"}
-
-
-async def close_injected(injected: httpx.AsyncClient) -> None:
-    """After MeowClient.close() the caller still owns its injected client and must be able to close it."""
-    try:
-        await injected.aclose()
-    except RuntimeError as exc:
-        pytest.fail(f"the injected httpx client cannot be closed by its owner after MeowClient.close(): {exc!r}")
-
 
 # ------------------------------------------------------------------------------ supplemental_scenarios
 

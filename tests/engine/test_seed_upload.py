@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,18 +33,11 @@ from app.engine.api import (
     UploadResumeInfo,
 )
 from app.engine.default_upload import parse_resume_info
-from tests.support.engine_helpers import Recorder, closed_client, fast_config
+from tests.support.engine_helpers import Recorder, close_injected, closed_client, fast_config
 from tests.support.http_server import Fault, TestHttpServer
 
 PREPARE_FIELDS = ["fileMd5", "fileName", "category", "totalSize"]
 CHUNK_FIELDS = ["file", "fileMd5", "fileName", "category", "offset", "partSize", "totalSize"]
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
 
 
 def md5(data: bytes) -> str:
@@ -61,14 +53,6 @@ async def wait_complete(rec: Recorder, tid: TaskId) -> None:
     final = await rec.wait_terminal(tid)
     assert final.status is TransferStatus.COMPLETE, final
     await rec.wait_for(lambda: any(t == tid for t, _ in rec.completes))
-
-
-async def close_injected(injected: httpx.AsyncClient) -> None:
-    """After MeowClient.close() the caller still owns its injected client and must be able to close it."""
-    try:
-        await injected.aclose()
-    except RuntimeError as exc:
-        pytest.fail(f"the injected httpx client cannot be closed by its owner after MeowClient.close(): {exc!r}")
 
 
 # ------------------------------------------------------------------------------ upload

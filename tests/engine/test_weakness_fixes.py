@@ -7,13 +7,11 @@ real engine against the real local HTTP server (tests/support/http_server.py) wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
-import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,40 +33,14 @@ from app.engine.api import (
     UploadPounceBuilder,
 )
 from app.engine.redact import strip_query
-from tests.support.engine_helpers import Recorder, closed_client, fast_config
+from tests.support.engine_helpers import KIB, ROOT, Recorder, blob, fast_config, meow, sha
 from tests.support.http_server import Fault, TestHttpServer
 
 pytestmark = pytest.mark.timeout(30)
 
-KIB = 1024
 CHUNK = 64 * KIB
 S = TransferStatus
 E = InnerErrorCode
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def blob(n: int, seed: int = 1) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
-
-
-@contextlib.asynccontextmanager
-async def meow(**overrides: object) -> AsyncIterator[MeowClient]:
-    client = MeowClient(fast_config(**overrides))
-    try:
-        yield client
-    finally:
-        await closed_client(client)
 
 
 def download(srv: TestHttpServer, path: str, dest: Path, *, chunk: int = CHUNK, workers: int | None = None,

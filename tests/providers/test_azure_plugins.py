@@ -50,10 +50,8 @@ from app.providers.azure_blob import (
     upload_block_prefix,
 )
 from tests.support.azurite import AzuriteServer
-from tests.support.engine_helpers import Recorder, fast_config
+from tests.support.engine_helpers import KIB, MIB, Recorder, fast_config, sha
 
-KIB = 1024
-MIB = 1024 * KIB
 BLOCK = 256 * KIB
 
 
@@ -189,10 +187,6 @@ def download_task(dest: Path, url: str, plugin: object, chunk: int = BLOCK) -> P
             .with_max_chunk_concurrency(2).build())
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def stage(azurite: AzuriteServer, url: str, block: str, data: bytes) -> None:
     """Put Block with plain httpx (to plant blocks another uploader left behind)."""
     target = append_query(url, {"comp": "block", "blockid": block})
@@ -257,7 +251,7 @@ async def test_direct_upload_and_download(azurite: AzuriteServer, tmp_path: Path
     down_wire = Wire()
     down = await run(download_task(dest, url, AzureBlobDirectDownload(azurite.shared_key())), down_wire)
     assert down is not None and down.final.status is TransferStatus.COMPLETE, down.final.error
-    assert sha256(dest.read_bytes()) == sha256(data)
+    assert sha(dest.read_bytes()) == sha(data)
     gets = [e for e in down_wire.log if e.method == "GET"]
     assert gets and all(e.status == 206 for e in gets)
     assert all("x-ms-range" in e.headers and "range" not in e.headers for e in gets)
@@ -299,7 +293,7 @@ async def test_sas_upload_via_container_sas_source_and_download_via_blob_sas(
     down = await run(download_task(dest, azurite.blob_url(container, name), AzureBlobSasDownload(blob_sas)),
                      down_wire)
     assert down is not None and down.final.status is TransferStatus.COMPLETE, down.final.error
-    assert sha256(dest.read_bytes()) == sha256(data)
+    assert sha(dest.read_bytes()) == sha(data)
     assert all("x-ms-range" in e.headers and "if-match" in e.headers for e in down_wire.log if e.method == "GET")
 
     secrets = {azurite.account_key, sas_sig(container_sas), sas_sig(blob_sas)}
@@ -556,7 +550,7 @@ async def test_expired_sas_fails_clearly_or_is_renewed_from_the_source(
                                   AzureBlobSasDownload(source_of(expired, valid))))
     outcomes.append(out)
     assert out is not None and out.final.status is TransferStatus.COMPLETE, out.final.error
-    assert handed == [expired, valid] and sha256(dest.read_bytes()) == sha256(data)
+    assert handed == [expired, valid] and sha(dest.read_bytes()) == sha(data)
 
     assert_no_secrets({azurite.account_key, sas_sig(expired), sas_sig(valid)}, logs=logs, outcomes=outcomes,
                       files_under=tmp_path)
@@ -607,4 +601,4 @@ async def test_blob_replaced_during_download_ends_with_the_new_content(
             await client.close()
         assert final.status is TransferStatus.COMPLETE, final.error
         assert 412 not in [e.status for e in wire.log]  # the probe's new ETag already invalidated the checkpoint
-    assert sha256(dest.read_bytes()) == sha256(new)
+    assert sha(dest.read_bytes()) == sha(new)

@@ -34,10 +34,8 @@ from app.providers.azure_blob import (
     AzureBlobSasUpload,
 )
 from tests.support.azurite import AzuriteServer
-from tests.support.engine_helpers import Recorder, fast_config
+from tests.support.engine_helpers import MIB, Recorder, fast_config
 
-KIB = 1024
-MIB = 1024 * KIB
 CHUNK = 4 * MIB
 
 

@@ -31,23 +31,15 @@ from typing import Any
 import pytest
 
 from tests.support.azurite import AzuriteServer
+from tests.support.engine_helpers import KIB, MIB, env_for
 from tests.support.fake_oss import DEFAULT_BUCKET, FakeOssServer
 
-ROOT = Path(__file__).resolve().parents[2]
-KIB = 1024
-MIB = 1024 * KIB
 SIZE = 8 * MIB
 PART = 512 * KIB
 PARTS = SIZE // PART  # 16
 CONNECTIONS = 4
 KILL_AT = 0.35  # fraction of the file reported done when the CLI is killed
 RUN_TIMEOUT = 30.0  # seconds for any one CLI run
-
-
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_STATE_HOME": str(tmp_path / "state"),
-            "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring", **extra}
 
 
 def cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,6 @@ azure:// URLs, Azure SAS and OSS presigned URLs, against Azurite and the fake OS
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -12,25 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.engine_helpers import env_for, sha
 from tests.support.fake_oss import DEFAULT_BUCKET, FakeOssServer
 
-ROOT = Path(__file__).resolve().parents[2]
 DATA = os.urandom(3 * 1024 * 1024 + 5)
-
-
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_STATE_HOME": str(tmp_path / "state"),
-            "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring", **extra}
 
 
 def cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=tmp_path, capture_output=True, text=True,
                           env=env_for(tmp_path, **extra), timeout=120)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture

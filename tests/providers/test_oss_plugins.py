@@ -6,11 +6,8 @@ ignored ranges), presigned upload and download with expiring URLs, and a scan fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import random
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +18,6 @@ from app.engine.api import (
     FileTransferRecord,
     InnerErrorCode,
     Log,
-    MeowClient,
     TransferStatus,
     UploadPounceBuilder,
     set_debug_log_listener,
@@ -40,18 +36,17 @@ from app.providers.aliyun_oss import (
 from app.providers.aliyun_oss.crc64 import crc64
 from app.providers.aliyun_oss.plugins import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, part_count
 from app.providers.presigned import PresignedRequest
-from tests.support.engine_helpers import Recorder, fast_config
+from tests.support.engine_helpers import KIB, Recorder, blob, meow
 from tests.support.fake_oss import DEFAULT_BUCKET, FakeOssServer
 from tests.support.http_server import Fault
 
 pytestmark = pytest.mark.timeout(30)
 
-KIB = 1024
 PART = 128 * KIB
 BUCKET = DEFAULT_BUCKET
 KEY = "dir/object name+1.bin"
 S = TransferStatus
-DATA = random.Random(7).randbytes(12 * PART + 5000)  # 13 parts, the last one short
+DATA = blob(12 * PART + 5000, 7)  # 13 parts, the last one short
 N_PARTS = part_count(len(DATA), PART)
 METHODS = {"initiate": "POST", "upload_part": "PUT", "complete": "POST", "abort": "DELETE", "head": "HEAD",
            "get": "GET"}
@@ -61,27 +56,10 @@ METHODS = {"initiate": "POST", "upload_part": "PUT", "complete": "POST", "abort"
 # helpers
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.fixture
-def srv() -> Iterator[FakeOssServer]:
-    with FakeOssServer() as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture
 def src(tmp_path: Path) -> Path:
     path = tmp_path / "up.bin"
     path.write_bytes(DATA)
     return path
-
-
-@contextlib.asynccontextmanager
-async def meow(**overrides: object) -> AsyncIterator[MeowClient]:
-    client = MeowClient(fast_config(**overrides))
-    try:
-        yield client
-    finally:
-        if not client.is_closed():
-            await client.close()
 
 
 def direct_upload(srv: FakeOssServer, session_dir: Path | None = None, **kw: object) -> AliOssDirectUpload:
@@ -404,7 +382,7 @@ async def test_direct_download_uses_signed_ranges_with_if_match(srv: FakeOssServ
 @pytest.mark.asyncio
 async def test_an_object_changed_mid_download_restarts_and_ends_with_the_new_bytes(srv: FakeOssServer,
                                                                                    tmp_path: Path) -> None:
-    new = random.Random(8).randbytes(len(DATA) + 777)
+    new = blob(len(DATA) + 777, 8)
     srv.put_object(BUCKET, KEY, DATA)
 
     class Changing(AliOssDirectDownload):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,23 +20,21 @@ from app.providers.presigned import (
     ask_source,
     is_expired_rejection,
 )
-from tests.support.engine_helpers import Recorder, fast_config
+from tests.support.engine_helpers import KIB, Recorder, blob, fast_config
 from tests.support.fake_oss import DEFAULT_BUCKET, FakeOssServer
 
 pytestmark = pytest.mark.timeout(30)
 
-KIB = 1024
 KEY = "shared/report.bin"
-DATA = random.Random(3).randbytes(700 * KIB + 123)
+DATA = blob(700 * KIB + 123, 3)
 S = TransferStatus
 
 
 @pytest.fixture
-def srv() -> Iterator[FakeOssServer]:
-    with FakeOssServer() as server:
-        server.put_object(DEFAULT_BUCKET, KEY, DATA)
-        yield server
-    assert server.errors == []
+def srv(srv: FakeOssServer) -> FakeOssServer:
+    """The shared fake OSS server (tests/providers/conftest.py), holding DATA at KEY."""
+    srv.put_object(DEFAULT_BUCKET, KEY, DATA)
+    return srv
 
 
 class GetSource:
