@@ -729,9 +729,9 @@ class TestHttpServer:
             head.append(f"Content-Length: {len(resp.body) if resp.length == -1 else resp.length}")
         if wants_close:
             head.append("Connection: close")
-        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        if rec is not None:
+        if rec is not None:  # before sending: a client may read the log as soon as it has the response
             rec.status = resp.status
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         no_body = req is None or req.method == "HEAD" or resp.status in (204, 304)
         body = memoryview(b"" if no_body else resp.body)
         is_get = req is not None and req.method == "GET"
@@ -752,6 +752,13 @@ class TestHttpServer:
             return "close"
         return "close" if wants_close else "keep"
 
+    def _count_sent(self, rec: RequestRecord | None, is_get: bool, n: int) -> None:
+        with self._lock:
+            if rec is not None:
+                rec.bytes_sent += n
+            if is_get:
+                self._bytes_sent_total += n
+
     def _send_body(self, conn: socket.socket, body: memoryview, rec: RequestRecord | None, is_get: bool,
                    chunked: bool) -> None:
         """Write ``body`` in slices, pacing GETs to ``rate_limit`` and counting every byte the kernel took."""
@@ -763,13 +770,16 @@ class TestHttpServer:
                 conn.sendall(b"%x\r\n" % len(piece))
             sent = 0
             while sent < len(piece):
-                n = conn.send(piece[sent:])
+                # Counted before the send and corrected after it, so a client that already holds the bytes
+                # never reads a count that is still missing them.
+                want = len(piece) - sent
+                self._count_sent(rec, is_get, want)
+                n = 0
+                try:
+                    n = conn.send(piece[sent:])
+                finally:
+                    self._count_sent(rec, is_get, n - want)
                 sent += n
-                with self._lock:
-                    if rec is not None:
-                        rec.bytes_sent += n
-                    if is_get:
-                        self._bytes_sent_total += n
             if chunked:
                 conn.sendall(b"\r\n")
             pos += len(piece)
