@@ -348,6 +348,14 @@ class DownloadRun:
                 os.truncate(self.part_path, total)
             elif size < total:
                 raise _invalid(f"download incomplete: {size} of {total} bytes on disk")
+            verify = getattr(self.proto, "verify_download", None)
+            if verify is not None:  # a provider's whole-object check (OSS CRC-64), before the file is complete
+                try:
+                    verify(self.part_path, total)
+                except MeowError as err:
+                    if err.code == InnerErrorCode.CHECKSUM_MISMATCH:
+                        checkpoint.remove(self.ckpt_path)  # the bytes are wrong: the next attempt starts over
+                    raise
             expected = self.task.expected_checksum
             if expected is not None:
                 actual = file_digest(self.part_path, expected.algorithm)

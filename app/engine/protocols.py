@@ -111,6 +111,8 @@ class BreakpointDownload(Protocol):
 
     Optional: ``refresh_after_auth_failure(task) -> bool`` is called once per position when a request gets 401
     or 403; returning True (after renewing an expired presigned/SAS URL) re-sends the request.
+    ``verify_download(part_path, total)`` runs in a worker thread once every byte is on disk, before the file is
+    renamed into place; raising MeowError (CHECKSUM_MISMATCH) fails the task and discards the bytes.
     """
 
     def head_url(self, task: TransferTask) -> str: ...

@@ -722,3 +722,26 @@ async def test_pause_and_resume_in_one_process_keeps_the_upload(srv: FakeOssServ
     assert final.status is S.COMPLETE, final.error
     assert stored(srv) == DATA and srv.count_op("InitiateMultipartUpload") == 1
     assert srv.count_op("ListParts") == 1
+
+
+@pytest.mark.asyncio
+async def test_direct_download_verifies_the_whole_file_crc64(srv: FakeOssServer, tmp_path: Path) -> None:
+    """The object's x-oss-hash-crc64ecma is checked before the file is moved into place: bytes that disagree
+    fail with CHECKSUM_MISMATCH, no file appears, and a correct object then downloads fine."""
+    import dataclasses
+
+    obj = srv.put_object(BUCKET, KEY, DATA)
+    srv.objects[(BUCKET, KEY)] = dataclasses.replace(obj, crc64=obj.crc64 ^ 1)  # the service's CRC disagrees
+    dest = tmp_path / "down.bin"
+    plugin = direct_download(srv)
+    final, _ = await run(DownloadPounceBuilder("down.bin", dest, PART, plugin.object_url)
+                         .with_breakpoint_download(plugin).build())
+    assert final.status is TransferStatus.FAILED and final.error is not None
+    assert final.error.code == InnerErrorCode.CHECKSUM_MISMATCH and "CRC-64" in final.error.msg
+    assert not dest.exists()
+    srv.put_object(BUCKET, KEY, DATA)
+    plugin = direct_download(srv)
+    final, _ = await run(DownloadPounceBuilder("down.bin", dest, PART, plugin.object_url)
+                         .with_breakpoint_download(plugin).build())
+    assert final.status is TransferStatus.COMPLETE, final.error
+    assert dest.read_bytes() == DATA

@@ -728,8 +728,9 @@ class AliOssDirectDownload:
     After a 401/403 the engine asks :meth:`refresh_after_auth_failure`; it checks with one signed HEAD whether the
     failure was clock skew, learns the server time and lets the request be re-signed once.
 
-    Whole-file CRC-64: the engine has no hook after a download completes, so it is not verified here; the probe's
-    value is kept in :attr:`remote_crc64` and :func:`file_crc64` computes the local one (in a worker thread).
+    Whole-file CRC-64: the probe's ``x-oss-hash-crc64ecma`` is kept in :attr:`remote_crc64`, and
+    :meth:`verify_download` (called by the engine in a worker thread before the file is moved into place) fails
+    the download with CHECKSUM_MISMATCH when the bytes on disk disagree.
     """
 
     def __init__(self, credentials: Credentials, region: str, *, bucket: str, key: str, endpoint: str,
@@ -769,6 +770,15 @@ class AliOssDirectDownload:
         ctx.url, signed = self.target.sign("GET", self.target.object_url, headers)
         ctx.headers.clear()
         ctx.headers.update(signed)
+
+    def verify_download(self, part_path: str, total: int) -> None:
+        """Compare the finished file with the object's CRC-64 (blocking: the engine runs it in a worker thread)."""
+        if self.remote_crc64 is None:
+            return  # objects written by some tools carry no CRC: nothing to compare with
+        local = file_crc64(part_path)
+        if local != self.remote_crc64:
+            raise MeowError(InnerErrorCode.CHECKSUM_MISMATCH,
+                            f"CRC-64 mismatch: the object says {self.remote_crc64}, the downloaded file is {local}")
 
     def total_size_from_head(self, headers: httpx.Headers) -> int | None:
         try:
