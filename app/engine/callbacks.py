@@ -48,7 +48,10 @@ class CallbackDispatcher:
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
-    def post_record(self, record: FileTransferRecord, progress_cb: ProgressCallback | None) -> None:
+    def post_record(self, record: FileTransferRecord, progress_cb: ProgressCallback | None,
+                    complete: tuple[CompleteCallback | None, str | None] | None = None) -> None:
+        """Queue a record. ``complete`` = (complete callback, payload) is queued right behind it under the same lock,
+        so the two are always delivered in the same loop turn: nobody sees Complete without its callback."""
         with self._lock:
             if record.status is TransferStatus.TRANSMISSION:
                 waiting = self._waiting_progress.get(record.task_id)
@@ -61,13 +64,8 @@ class CallbackDispatcher:
                 self._waiting_progress.pop(record.task_id, None)
                 item = _Item(record, progress_cb)
             self._items.append(item)
-        self._wake()
-
-    def post_complete(self, complete_cb: CompleteCallback | None, task_id: TaskId, payload: str | None) -> None:
-        if complete_cb is None:
-            return
-        with self._lock:
-            self._items.append(_Item(None, None, complete_cb, task_id, payload))
+            if complete is not None and complete[0] is not None:
+                self._items.append(_Item(None, None, complete[0], record.task_id, complete[1]))
         self._wake()
 
     def _wake(self) -> None:
@@ -97,7 +95,9 @@ class CallbackDispatcher:
                     if item.record is not None and self._waiting_progress.get(item.record.task_id) is item:
                         del self._waiting_progress[item.record.task_id]
                 self._deliver(item)
-                if time.monotonic() > deadline:
+                with self._lock:  # a Complete record and its complete callback go out in the same loop turn
+                    completing = bool(self._items) and self._items[0].complete_cb is not None
+                if time.monotonic() > deadline and not completing:
                     self._loop.call_soon(self._drain)  # stay scheduled; let the loop breathe
                     return
         finally:

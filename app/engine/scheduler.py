@@ -193,11 +193,12 @@ class Scheduler:
             transferred_bytes=g.offset, status=status, direction=g.direction, error=error, file_path=g.task.file_path,
         )
 
-    def _emit(self, g: Group, status: TransferStatus, error: MeowError | None = None) -> None:
+    def _emit(self, g: Group, status: TransferStatus, error: MeowError | None = None,
+              complete: tuple[CompleteCallback | None, str | None] | None = None) -> None:
         if g.timer is not None:
             g.timer.cancel()
             g.timer = None
-        self.dispatcher.post_record(self._record(g, status, error), g.progress_cb)
+        self.dispatcher.post_record(self._record(g, status, error), g.progress_cb, complete)
 
     def _progress(self, g: Group, run_id: int, done: int, total: int) -> None:
         """A running transfer reports bytes done; records are throttled to one per progress_interval."""
@@ -364,9 +365,7 @@ class Scheduler:
                 payload: str | None = None) -> None:
         self._forget(g)
         g.state = State.FINISHED
-        self._emit(g, status, error)
-        if status is TransferStatus.COMPLETE:
-            self.dispatcher.post_complete(g.complete_cb, g.task_id, payload)
+        self._emit(g, status, error, complete=(g.complete_cb, payload) if status is TransferStatus.COMPLETE else None)
 
     def _forget(self, g: Group) -> None:
         self.groups.pop(g.task_id, None)
