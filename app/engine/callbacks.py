@@ -44,10 +44,6 @@ class CallbackDispatcher:
         self._scheduled = False
         self._busy = False
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
     def post_record(self, record: FileTransferRecord, progress_cb: ProgressCallback | None,
                     complete: tuple[CompleteCallback | None, str | None] | None = None) -> None:
         """Queue a record. ``complete`` = (complete callback, payload) is queued right behind it under the same lock,
