@@ -86,24 +86,23 @@ def _header_arg(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _connections_arg(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= n <= MAX_CONNECTIONS:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_CONNECTIONS}, got {n}")
-    return n
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type for a whole number in lo..hi, with a message that says which rule was broken."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {n}")
+        return n
+
+    return parse
 
 
-def _retries_arg(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= n <= MAX_RETRIES:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_RETRIES}, got {n}")
-    return n
+_connections_arg = _int_in(1, MAX_CONNECTIONS)
+_retries_arg = _int_in(0, MAX_RETRIES)
 
 
 def _sha256_arg(text: str) -> str:

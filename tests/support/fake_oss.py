@@ -65,6 +65,7 @@ from tests.support.http_server import (
     _Request,
     _Response,
     http_date,
+    take_fault,
 )
 
 __all__ = [
@@ -330,19 +331,8 @@ class FakeOssServer(TestHttpServer):
 
     def _take_oss_fault(self, call: OssCall) -> OssFault | None:
         with self._lock:
-            for fault in self.oss_faults:
-                if fault.remaining == 0 or (fault.op is not None and fault.op != call.op):
-                    continue
-                if fault.part_number is not None and fault.part_number != call.part_number:
-                    continue
-                if fault.skip > 0:
-                    fault.skip -= 1
-                    continue
-                if fault.remaining > 0:
-                    fault.remaining -= 1
-                fault.applied += 1
-                return fault
-        return None
+            return take_fault(self.oss_faults, lambda f: (f.op is None or f.op == call.op)
+                              and (f.part_number is None or f.part_number == call.part_number))
 
     def _respond(self, conn: socket.socket, conn_id: int, req: _Request) -> _Action:
         headers = {k.lower(): v for k, v in req.headers.items()}

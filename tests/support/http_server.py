@@ -20,11 +20,21 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
+
+
+class _Countable(Protocol):
+    remaining: int
+    skip: int
+    applied: int
+
+
+FaultT = TypeVar("FaultT", bound=_Countable)
 
 SLICE = 256 * 1024  # send granularity: big enough for speed, small enough to count partial sends
 FAULT_KINDS = frozenset({
@@ -419,17 +429,7 @@ class TestHttpServer:
 
     def _take_fault(self, req: _Request, is_file: bool) -> Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.remaining == 0 or not fault._matches(req.method, req.path, is_file):
-                    continue
-                if fault.skip > 0:
-                    fault.skip -= 1
-                    continue
-                if fault.remaining > 0:
-                    fault.remaining -= 1
-                fault.applied += 1
-                return fault
-        return None
+            return take_fault(self._faults, lambda f: f._matches(req.method, req.path, is_file))
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -786,6 +786,22 @@ class TestHttpServer:
             deadline = self._pace(deadline, len(piece), rate)
         if chunked:
             conn.sendall(b"0\r\n\r\n")
+
+
+def take_fault(faults: Iterable[FaultT], matches: Callable[[FaultT], bool]) -> FaultT | None:
+    """The first fault with uses left that matches, after its ``skip`` passes; counts the use. (Call it under
+    the server's lock.) Shared by every fake server so they count skips and uses the same way."""
+    for fault in faults:
+        if fault.remaining == 0 or not matches(fault):
+            continue
+        if fault.skip > 0:
+            fault.skip -= 1
+            continue
+        if fault.remaining > 0:
+            fault.remaining -= 1
+        fault.applied += 1
+        return fault
+    return None
 
 
 class ScriptedServer:
