@@ -345,8 +345,11 @@ class OssV4Signer:
             raise TypeError("credentials provider must return OssCredentials")
         return creds
 
-    def _scope(self, date: str) -> str:
-        return f"{date}/{self.region}/{self.product}/{TERMINATOR}"
+    def _timestamp_and_scope(self, now: datetime | None) -> tuple[str, str]:
+        """``x-oss-date`` for ``now`` (or the clock-corrected present) and the credential scope of its day."""
+        when = _utc(now) if now is not None else self.clock.now()
+        timestamp = when.strftime(_DATE_FORMAT)
+        return timestamp, f"{timestamp[:8]}/{self.region}/{self.product}/{TERMINATOR}"
 
     # -- header form --------------------------------------------------------------------------------------------
     def sign_request(self, method: str, url: str, headers: Mapping[str, str] | None = None, *,
@@ -354,9 +357,7 @@ class OssV4Signer:
                      additional_headers: Iterable[str] = ()) -> SigningResult:
         """Header-form signature; see :meth:`sign_headers`. Returns the full :class:`SigningResult`."""
         creds = self.credentials()
-        when = _utc(now) if now is not None else self.clock.now()
-        timestamp = when.strftime(_DATE_FORMAT)
-        scope = self._scope(timestamp[:8])
+        timestamp, scope = self._timestamp_and_scope(now)
         method = method.upper()
 
         cleaned = _clean_headers(headers)
@@ -410,9 +411,7 @@ class OssV4Signer:
             raise ValueError(f"presigned URL expiry must be a whole number of seconds in 1..{MAX_PRESIGN_EXPIRES} "
                              f"(7 days), got {seconds!r}")
         creds = self.credentials()
-        when = _utc(now) if now is not None else self.clock.now()
-        timestamp = when.strftime(_DATE_FORMAT)
-        scope = self._scope(timestamp[:8])
+        timestamp, scope = self._timestamp_and_scope(now)
         method = method.upper()
 
         cleaned = _clean_headers(headers)
