@@ -29,6 +29,10 @@ QT_DEBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libfreetype6 libglib2.0-0
 XCB_DEBS := libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 \
             libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1
 
+# Test-only packages on top of QT_DEBS: a real Secret Service (gnome-keyring-daemon on a private D-Bus session
+# from dbus-run-session) for tests/manager/test_keyring_secret_service.py.
+TEST_DEBS := $(QT_DEBS) gnome-keyring dbus
+
 ifneq ($(strip $(DISPLAY)),)
 RUN_DEBS := $(QT_DEBS) $(XCB_DEBS)
 else
@@ -66,7 +70,7 @@ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-
 )
 endef
 
-.PHONY: help run test lint venv system-deps run-deps clean azurite bench
+.PHONY: help run test lint venv system-deps test-deps run-deps clean azurite bench
 
 help:
 	@echo "make run     create .venv, install Rusty Cat and start it (ARGS='--self-test' etc.)"
@@ -109,6 +113,9 @@ system-deps:
 run-deps:
 	@$(call install_debs,$(RUN_DEBS))
 
+test-deps:
+	@$(call install_debs,$(TEST_DEBS))
+
 run: run-deps $(STAMP)
 	$(VENV_PY) -m app $(ARGS)
 
@@ -126,7 +133,7 @@ azurite:
 			|| { echo "error: installing Azurite with npm failed (see above)" >&2; exit 1; }; \
 	fi
 
-test: system-deps $(STAMP) azurite
+test: test-deps $(STAMP) azurite
 	$(VENV)/bin/ruff check app tests
 	QT_QPA_PLATFORM=offscreen $(VENV_PY) -m pytest $(PYTEST_ARGS)
 

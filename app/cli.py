@@ -1,10 +1,10 @@
 """rusty-cat-cli: resumable downloads and chunked uploads from a terminal or a script.
 
-The CLI is a thin front end over the engine (:mod:`app.engine.api`): it turns arguments into one task, runs
-it on a :class:`MeowClient` and reports records either as a progress bar (stderr, only on a terminal) or as
-JSON lines (stdout, for scripts). All resumability lives in the engine: a download keeps ``<dest>.part`` and
-``<dest>.part.ckpt``, an upload asks the server where to continue; running the same command again after
-Ctrl-C, SIGTERM or even kill -9 therefore continues instead of starting over.
+The CLI is a thin front end over the TransferManager (:mod:`app.manager.manager`): it turns arguments into one
+job of the shared history (so the desktop app lists it and can resume it), runs only that job and reports the
+engine's records either as a progress bar (stderr, only on a terminal) or as JSON lines (stdout, for scripts).
+A download keeps ``<dest>.part`` and ``<dest>.part.ckpt``, an upload asks the server where to continue; running
+the same command again after Ctrl-C, SIGTERM or even kill -9 resumes the same job instead of starting over.
 
 Exit codes: 0 done, 1 the transfer failed, 2 usage error, 130 interrupted (SIGINT/SIGTERM).
 """
@@ -20,31 +20,23 @@ import re
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
-from urllib.parse import urlsplit
 
-import httpx
-
-from app import __version__, cli_accounts, cli_targets
-from app.accounts import AccountError
+from app import __version__, cli_accounts
 from app.engine.api import (
     DEFAULT_MAX_CHUNK_RETRIES,
-    DownloadPounceBuilder,
     FileTransferRecord,
-    MeowClient,
-    MeowConfig,
     MeowError,
-    PounceTask,
-    TaskId,
-    TransferStatus,
-    UploadPounceBuilder,
     redact_url,
 )
 from app.engine.redact import redact_text
-from app.filenames import DEFAULT_NAME, filename_from_content_disposition, filename_from_url, sanitize_filename
+from app.manager.database import DatabaseError
+from app.manager.error_text import code_name, describe_error
+from app.manager.jobs import Job, JobOptions, JobStatus
+from app.manager.manager import ManagerError, TransferManager, check_http_url
+from app.manager.rate_meter import RateMeter
 from app.sizes import format_size, parse_size
 
 PROG = "rusty-cat-cli"
@@ -54,7 +46,6 @@ DEFAULT_CONNECTIONS = 4
 MAX_CONNECTIONS = 64
 MAX_RETRIES = 1000
 REDRAW_INTERVAL = 0.1  # seconds: at most ~10 progress-bar redraws per second
-NAME_PROBE_TIMEOUT = 15.0  # seconds per socket operation of the file-name probe
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -113,25 +104,10 @@ def _sha256_arg(text: str) -> str:
 
 def check_url(url: str) -> None:
     """Reject URLs that can never work (exit 2) before any network traffic; reachability is the engine's job."""
-    if cli_targets.is_storage_url(url):
-        try:
-            cli_targets._split_storage_url(url)
-        except cli_targets.TargetError as exc:
-            raise UsageError(str(exc)) from None
-        return
-    shown = redact_url(url)
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
-    except ValueError:
-        raise UsageError(f"malformed URL: {shown}") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        scheme = parts.scheme or "none"
-        raise UsageError(f"unsupported URL scheme {scheme!r} in {shown} (use http:// or https://)")
-    if not parts.hostname:
-        raise UsageError(f"the URL has no host: {shown}")
-    if any(c.isspace() or ord(c) < 0x20 for c in url):
-        raise UsageError(f"the URL contains whitespace or control characters: {shown!r}")
+        check_http_url(url)
+    except ManagerError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -198,28 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------- progress
-@dataclass
-class RateMeter:
-    """Transfer rate over a sliding window, so the rate and ETA follow the current speed, not the average
-    since start (which a resume would inflate and a stall would hide)."""
-
-    window: float = 5.0
-    samples: deque[tuple[float, int]] = field(default_factory=deque)
-
-    def add(self, now: float, done: int) -> None:
-        if self.samples and done < self.samples[-1][1]:
-            self.samples.clear()  # the transfer restarted (e.g. the remote changed): old samples mean nothing
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
-            self.samples.popleft()
-
-    def rate(self) -> float:
-        if len(self.samples) < 2:
-            return 0.0
-        (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
-        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
 def format_duration(seconds: float) -> str:
     """``0:07``, ``12:34``, ``1:02:03`` — short enough for a progress line."""
     s = max(0, int(seconds + 0.5))
@@ -313,18 +267,8 @@ def record_to_json(rec: FileTransferRecord) -> dict[str, Any]:
 
 
 def error_to_json(err: MeowError) -> dict[str, Any]:
-    return {"code": _code_name(err), "value": int(err.code), "message": redact_text(err.msg),
+    return {"code": code_name(err), "value": int(err.code), "message": redact_text(err.msg),
             "http_status": err.status}
-
-
-def _code_name(err: MeowError) -> str:
-    return getattr(err.code, "name", str(err.code))
-
-
-def describe_error(err: MeowError) -> str:
-    """``CHECKSUM_MISMATCH (116): sha256 mismatch …`` — the code name lets users search docs and issues."""
-    msg = redact_text(err.msg) or "no details"
-    return f"{_code_name(err)} ({int(err.code)}): {msg}"
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -343,73 +287,6 @@ def _terminal_width(stream: TextIO) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- downloads
-def _is_dir_target(path: str) -> bool:
-    return os.path.isdir(path) or path.endswith(("/", os.sep))
-
-
-async def probe_filename(url: str, headers: Sequence[tuple[str, str]]) -> str | None:
-    """The file name the server suggests in Content-Disposition, or None. One HEAD; a ``Range: bytes=0-0``
-    GET where HEAD is refused. Any failure is ignored: the engine probes again and reports real errors."""
-    base = [(k, v) for k, v in headers if k.lower() not in ("range", "accept-encoding")]
-    base.append(("Accept-Encoding", "identity"))
-    timeout = httpx.Timeout(NAME_PROBE_TIMEOUT)
-    try:
-        async with httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client:
-            resp = await client.head(url, headers=base)
-            if resp.status_code in (403, 405, 501):
-                async with client.stream("GET", url, headers=[*base, ("Range", "bytes=0-0")]) as resp:
-                    pass  # headers are enough; leaving the block closes the body unread
-            if not resp.is_success:
-                return None
-            return filename_from_content_disposition(resp.headers.get("content-disposition"))
-    except (httpx.HTTPError, OSError, ValueError):
-        return None
-
-
-async def resolve_destination(url: str, output: str | None, headers: Sequence[tuple[str, str]],
-                              known_name: str | None = None) -> str:
-    """Where a download goes. An explicit file path is used as given; otherwise the server's or URL's name,
-    sanitised to one path component, inside ``output`` (a directory) or the current directory."""
-    if output is not None and not _is_dir_target(output):
-        return output
-    suggested = known_name or await probe_filename(url, headers)
-    name = sanitize_filename(suggested) if suggested else None
-    if name is None or name == DEFAULT_NAME:
-        name = sanitize_filename(filename_from_url(url))
-    folder = output if output is not None else os.getcwd()
-    return os.path.join(folder, name)
-
-
-def build_download(args: argparse.Namespace, dest: str, target: cli_targets.Target | None = None) -> PounceTask:
-    dest = os.path.abspath(dest)  # records and --json then name the real file, whatever the cwd
-    name = os.path.basename(dest) or DEFAULT_NAME
-    target = target or cli_targets.Target(args.url, None)
-    builder = (DownloadPounceBuilder(name, dest, args.chunk_size, target.url)
-               .with_max_chunk_retries(args.retries)
-               .with_headers(args.header)
-               .with_max_chunk_concurrency(args.connections)
-               .with_rate_limit(args.limit_rate))
-    if args.sha256:
-        builder = builder.with_expected_checksum("sha256", args.sha256)
-    if target.download is not None:
-        builder = builder.with_breakpoint_download(target.download)
-    return builder.build()
-
-
-def build_upload(args: argparse.Namespace, target: cli_targets.Target | None = None) -> PounceTask:
-    path = os.path.abspath(args.file)
-    target = target or cli_targets.Target(args.url, None)
-    builder = (UploadPounceBuilder(os.path.basename(path), path, args.chunk_size)
-               .with_url(target.url)
-               .with_max_chunk_retries(args.retries)
-               .with_headers(args.header)
-               .with_max_chunk_concurrency(args.connections)
-               .with_rate_limit(args.limit_rate))
-    if target.upload is not None:
-        builder = builder.with_breakpoint_upload(target.upload)
-    return builder.build()
-
-
 def check_upload_file(path: str) -> None:
     if not os.path.exists(path):
         raise UsageError(f"upload file not found: {path}")
@@ -428,27 +305,35 @@ class _Interrupted(Exception):
 
 @dataclass
 class _Run:
-    """Shared state between the engine's callbacks (delivered on our loop) and the main coroutine."""
+    """Shared state between the manager's callbacks (delivered on our loop) and the main coroutine."""
 
     reporter: Reporter
     done: asyncio.Event = field(default_factory=asyncio.Event)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     signals: list[int] = field(default_factory=list)
     final: FileTransferRecord | None = None
-    payload: str | None = None
-    completed: bool = False
+    job_id: str | None = None
 
-    def on_record(self, rec: FileTransferRecord) -> None:
+    def on_record(self, job: Job, rec: FileTransferRecord) -> None:
         self.reporter.record(rec)
-        if rec.status in (TransferStatus.FAILED, TransferStatus.CANCELED):
+        if rec.status.is_terminal:
             self.final = rec
-            self.done.set()
-        elif rec.status is TransferStatus.COMPLETE:
-            self.final = rec  # the complete callback follows this record and ends the wait
 
-    def on_complete(self, task_id: TaskId, payload: str | None) -> None:
-        self.payload = payload
-        self.completed = True
+    # ManagerListener: only the end of our job matters here
+    def jobs_added(self, jobs: Sequence[Job]) -> None:
+        pass
+
+    def jobs_changed(self, jobs: Sequence[Job]) -> None:
+        pass
+
+    def jobs_removed(self, job_ids: Sequence[str]) -> None:
+        pass
+
+    def job_finished(self, job: Job) -> None:
+        if job.id == self.job_id:
+            self.finished(job)
+
+    def finished(self, job: Job) -> None:
         self.done.set()
 
     def on_signal(self, signum: int) -> None:
@@ -513,72 +398,78 @@ async def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) 
 
 
 async def _run(args: argparse.Namespace, state: _Run) -> int:
+    """Run the command as a job of the shared history (the app shows it and can resume it), on this process's
+    own TransferManager, which runs only this job."""
     reporter = state.reporter
     shown_url = redact_url(args.url)
+    manager = TransferManager()
     try:
-        target = cli_targets.resolve(args.url, args.command)
-    except cli_targets.TargetError as exc:
-        reporter.message(f"cannot start: {exc}")
-        return EXIT_USAGE
-    except (AccountError, ValueError) as exc:  # keyring trouble, or a stored account the provider refuses
+        await _until_stopped(manager.open(restore=False), state.stop)
+    except DatabaseError as exc:
         reporter.message(f"cannot start: {exc}")
         return EXIT_FAILED
     try:
-        if args.command == "download":
-            dest = await _until_stopped(
-                resolve_destination(target.url, args.output, args.header, target.name), state.stop)
-            task = build_download(args, dest, target)
-        else:
-            task = build_upload(args, target)
-    except MeowError as err:
-        reporter.message(f"cannot start: {describe_error(err)}")
-        return EXIT_USAGE
-    config = MeowConfig(max_download_concurrency=1, max_upload_concurrency=1, progress_interval=0.1)
-    client = MeowClient(config)
-    try:
+        manager.add_record_listener(state.on_record)
+        manager.add_listener(state)
+        options = JobOptions(connections=args.connections, chunk_size=args.chunk_size,
+                             sha256=getattr(args, "sha256", None), rate_limit=args.limit_rate)
+        manager.retries = args.retries
+        if not await manager.secrets.probe():
+            # The CLI never needs a job's signed URL or headers after it exits (a rerun passes them again), so
+            # memory is fine for those; account secrets still need a keyring and fail clearly without one.
+            manager.secrets.allow_session_only()
         try:
-            task_id = await client.try_enqueue(task, state.on_record, state.on_complete)
-        except MeowError as err:
-            reporter.message(f"cannot start the {args.command} of {shown_url}: {describe_error(err)}")
-            return EXIT_FAILED
+            if args.command == "download":
+                output = args.output if args.output is not None else os.getcwd() + os.sep
+                job = await _until_stopped(manager.add_download(args.url, output, options=options,
+                                                                headers=args.header, new_name=False), state.stop)
+            else:
+                job = await _until_stopped(manager.add_upload(args.file, args.url, options=options,
+                                                              headers=args.header), state.stop)
+        except ManagerError as exc:
+            reporter.message(f"cannot start: {exc}")
+            return EXIT_USAGE if exc.usage else EXIT_FAILED
+        state.job_id = job.id
+        if job.status.is_finished:  # it failed at once (e.g. the engine refused the task)
+            state.finished(job)
         waiter = asyncio.ensure_future(state.done.wait())
         stopper = asyncio.ensure_future(state.stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         stopper.cancel()
         if not state.done.is_set():
-            with contextlib.suppress(MeowError):  # it may have finished or failed in the meantime
-                await client.pause(task_id)
-            await client.close()  # flushes the checkpoint: the next run resumes from here
+            with contextlib.suppress(ManagerError):  # it may have finished or failed in the meantime
+                await manager.pause([job.id])
+            await manager.close()  # flushes the checkpoint: the next run (or the app) resumes from here
             name = signal.Signals(state.signals[0]).name if state.signals else "signal"
             reporter.message(f"interrupted ({name}); run the same command again to resume")
             return EXIT_INTERRUPTED
     finally:
-        if not client.is_closed():
-            await client.close()
+        await manager.close()
     rec = state.final
-    if state.completed:
-        reporter.complete(state.payload, task.file_path)
+    if job.status is JobStatus.COMPLETED:
+        reporter.complete(job.result, job.local_path)
         reporter.end_line()
         if not args.json:
-            _print_success(args, task, rec, state.payload, reporter)
+            _print_success(args, job, rec, reporter)
         return EXIT_OK
     if rec is not None and rec.error is not None:
         reporter.message(f"{args.command} of {shown_url} failed: {describe_error(rec.error)}")
+    elif job.error:
+        reporter.message(f"{args.command} of {shown_url} failed: {job.error}")
     else:
-        status = rec.status.name.lower() if rec is not None else "unknown"
-        reporter.message(f"{args.command} of {shown_url} ended without completing (status {status})")
+        reporter.message(f"{args.command} of {shown_url} ended without completing (status {job.status.value})")
     return EXIT_FAILED
 
 
-def _print_success(args: argparse.Namespace, task: PounceTask, rec: FileTransferRecord | None,
-                   payload: str | None, reporter: Reporter) -> None:
-    size = format_size(rec.total_size) if rec is not None else "?"
+def _print_success(args: argparse.Namespace, job: Job, rec: FileTransferRecord | None,
+                   reporter: Reporter) -> None:
+    size = format_size(rec.total_size if rec is not None else job.total_bytes)
     if args.command == "download":
-        reporter.message(f"saved {size} to {task.file_path}")
+        reporter.message(f"saved {size} to {job.local_path}")
         return
-    if payload is not None:
-        print(payload, file=reporter.stdout, flush=True)
+    if job.result is not None:
+        print(job.result, file=reporter.stdout, flush=True)
         reporter.message(f"uploaded {size}; file id printed on stdout")
     else:
         reporter.message(f"uploaded {size}; the server sent no file id")

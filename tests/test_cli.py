@@ -553,8 +553,8 @@ def test_accounts_add_list_remove_keeps_the_secret_in_the_keyring_only(tmp_path:
     assert "prod\taliyun-oss" in listed.stdout and "blob\tazure-blob" in listed.stdout
     everything = listed.stdout + listed.stderr + added.stdout + added.stderr + az.stdout + az.stderr
     assert secret not in everything and "YXp1cmUta2V5" not in everything
-    profile = (tmp_path / "config" / "rusty-cat" / "accounts.json").read_text()
-    assert secret not in profile and "LTAIkey" in profile
+    profile = b"".join(p.read_bytes() for p in (tmp_path / "data" / "rusty-cat").glob("history.sqlite3*"))
+    assert secret.encode() not in profile and b"LTAIkey" in profile
     from_ring = subprocess.run([sys.executable, "-c", "import keyring; print(keyring.get_password('rusty-cat', "
                                 "'account:prod'))"], capture_output=True, text=True, env=_accounts_env(tmp_path))
     assert from_ring.stdout.strip() == secret  # the keyring holds it, under the app's service name

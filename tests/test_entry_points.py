@@ -44,6 +44,7 @@ def test_python_m_app_help(tmp_path: Path) -> None:
     result = run([sys.executable, "-m", "app", "--help"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "--self-test" in result.stdout
+    assert "URL-or-FILE" in result.stdout  # the launcher takes URLs and files (desktop entry: rusty-cat %U)
 
 
 def test_gui_script_is_installed_and_self_tests(tmp_path: Path) -> None:

@@ -160,8 +160,10 @@ class MeowClient:
     async def resume(self, task_id: TaskId) -> None:
         await self._call("resume", task_id)
 
-    async def cancel(self, task_id: TaskId) -> None:
-        await self._call("cancel", task_id)
+    async def cancel(self, task_id: TaskId, *, wait_released: bool = False) -> None:
+        """Cancel a task. With ``wait_released`` return only once its run has let go of its files (last write and
+        checkpoint save done; an upload's remote session aborted), e.g. before deleting the partial file."""
+        await self._call("cancel_wait" if wait_released else "cancel", task_id)
 
     async def snapshot(self) -> TransferSnapshot:
         result = await self._call("snapshot")
@@ -176,6 +178,15 @@ class MeowClient:
     async def set_task_rate_limit(self, task_id: TaskId, bytes_per_second: int | None) -> None:
         check_rate(bytes_per_second)
         await self._call("set_rate", task_id, bytes_per_second)
+
+    async def set_max_concurrency(self, direction: Direction, limit: int) -> None:
+        """Change how many transfers of ``direction`` run at once, live (MeowConfig only sets the start value).
+        Lowering it never stops a running transfer; it holds back the next ones."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1024:
+            raise MeowError(InnerErrorCode.INVALID_CONFIG, f"max concurrency must be 1..1024, got {limit!r}")
+        if not isinstance(direction, Direction):
+            raise MeowError(InnerErrorCode.INVALID_CONFIG, f"direction must be a Direction, got {direction!r}")
+        await self._call("set_concurrency", None, direction, limit)
 
     async def close(self) -> None:
         """Pause everything (each task gets a Paused record and keeps its checkpoint), stop the scheduler,

@@ -111,6 +111,7 @@ class Scheduler:
         self.queues: dict[Direction, deque[tuple[int, Group]]] = {d: deque() for d in Direction}
         self.running: dict[Direction, set[Group]] = {d: set() for d in Direction}
         self.stopping: dict[str, asyncio.Task[Any]] = {}  # key/path → cleanup of a cancelled task
+        self.limits: dict[Direction, int] = {}  # concurrency changed live (set_max_concurrency)
         self.hashing: deque[Group] = deque()  # uploads in enqueue order, admitted in that order once hashed
         self.global_bucket = TokenBucket(config.rate_limit)
         self._tokens = 0
@@ -181,7 +182,7 @@ class Scheduler:
             log.warn("scheduler", f"command {cmd.kind} failed: {exc!r}")
             cmd.reply.set_exception(MeowError(InnerErrorCode.UNKNOWN, f"internal error in {cmd.kind}: {exc!r}"))
         else:
-            if cmd.kind != "close":
+            if cmd.kind not in ("close", "cancel_wait"):
                 cmd.reply.set_result(result)
         if cmd.kind not in ("snapshot", "close"):
             self._dispatch()
@@ -297,6 +298,9 @@ class Scheduler:
 
     # ------------------------------------------------------------------ dispatch
     def _limit(self, direction: Direction) -> int:
+        limit = self.limits.get(direction)
+        if limit is not None:
+            return limit
         return (self.config.max_upload_concurrency if direction is Direction.UPLOAD
                 else self.config.max_download_concurrency)
 
@@ -400,6 +404,17 @@ class Scheduler:
             return
         self._queue(g)  # if the old run is still stopping, dispatch waits for it: no "retry later" for callers
 
+    def _cmd_cancel_wait(self, cmd: Command) -> None:
+        """Cancel, replying only once the task's files are let go (its last write and checkpoint save are done
+        and an upload's remote session is aborted), so the caller may delete them."""
+        g = self._lookup(cmd.task_id)
+        self._cmd_cancel(cmd)
+        cleanup = next((self.stopping[k] for k in (g.key, g.path) if k and k in self.stopping), None)
+        if cleanup is None:
+            cmd.reply.set_result(None)
+        else:
+            cleanup.add_done_callback(lambda _t: cmd.reply.done() or cmd.reply.set_result(None))
+
     def _cmd_cancel(self, cmd: Command) -> None:
         g = self._lookup(cmd.task_id)
         self._forget(g)
@@ -462,6 +477,12 @@ class Scheduler:
             self.global_bucket.set_rate(rate)
         else:
             self._lookup(cmd.task_id).bucket.set_rate(rate)
+
+    def _cmd_set_concurrency(self, cmd: Command) -> None:
+        """Lowering a limit lets running transfers finish; it only holds back the next dispatch."""
+        direction, limit = cmd.args
+        self.limits[direction] = limit
+        self._dispatch()
 
     def _cmd_close(self, cmd: Command) -> None:
         self.closed = True

@@ -1,1 +1,1 @@
-"""The PySide6 desktop window; it arrives with the desktop-app issue."""
+"""The PySide6 desktop window: shell (app.py), main window, dialogs, tray, single instance."""

@@ -1,0 +1,146 @@
+"""What the table shows: the sidebar's status filter and the toolbar's text filter over the job model.
+
+Sorting is forwarded to JobTableModel.sort (Python ``sorted()`` on raw values, see job_table_model for the
+measurements); this proxy only filters and keeps the model's order. Its filter reads the Job objects directly
+instead of going through ``data()``, because re-filtering 10,000 rows is 10,000 calls into Python either way
+and each extra hop through Qt costs microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum
+
+from PySide6.QtCore import QCoreApplication, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt
+
+from app.manager.jobs import Job, JobStatus
+from app.ui.job_table_model import JobTableModel
+
+__all__ = ["JobFilterProxy", "StatusFilter", "count_by_filter"]
+
+
+class StatusFilter(Enum):
+    """The sidebar's groups.
+
+    FAILED covers both FAILED and CANCELED: both are transfers that stopped without completing and are
+    handled the same way (Retry or Remove), and a separate "Canceled" group would mostly sit empty.
+    """
+
+    ALL = "all"
+    ACTIVE = "active"
+    QUEUED = "queued"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    def matches(self, status: JobStatus) -> bool:
+        return status in _STATUSES[self]
+
+    @property
+    def label(self) -> str:
+        translate = QCoreApplication.translate
+        labels = {
+            StatusFilter.ALL: translate("StatusFilter", "All"),
+            StatusFilter.ACTIVE: translate("StatusFilter", "Active"),
+            StatusFilter.QUEUED: translate("StatusFilter", "Queued"),
+            StatusFilter.PAUSED: translate("StatusFilter", "Paused"),
+            StatusFilter.COMPLETED: translate("StatusFilter", "Completed"),
+            StatusFilter.FAILED: translate("StatusFilter", "Failed"),
+        }
+        return labels[self]
+
+
+_STATUSES: dict[StatusFilter, frozenset[JobStatus]] = {
+    StatusFilter.ALL: frozenset(JobStatus),
+    StatusFilter.ACTIVE: frozenset((JobStatus.ACTIVE,)),
+    StatusFilter.QUEUED: frozenset((JobStatus.QUEUED,)),
+    StatusFilter.PAUSED: frozenset((JobStatus.PAUSED,)),
+    StatusFilter.COMPLETED: frozenset((JobStatus.COMPLETED,)),
+    StatusFilter.FAILED: frozenset((JobStatus.FAILED, JobStatus.CANCELED)),
+}
+
+
+def count_by_filter(jobs: Iterable[Job]) -> dict[StatusFilter, int]:
+    """How many jobs each sidebar entry would show."""
+    # list.count compares by identity in C; hashing Enum members runs Enum.__hash__ in Python (3x slower).
+    statuses = [job.status for job in jobs]
+    by_status = {status: statuses.count(status) for status in JobStatus}
+    total = len(statuses)
+    counts = {f: sum(by_status[s] for s in _STATUSES[f]) for f in StatusFilter if f is not StatusFilter.ALL}
+    counts[StatusFilter.ALL] = total
+    return counts
+
+
+class JobFilterProxy(QSortFilterProxyModel):
+    """Status + case-insensitive text filter (name, remote, error) over a JobTableModel."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._status_filter = StatusFilter.ALL
+        self._needle = ""
+        self._model: JobTableModel | None = None
+        # Changed rows are re-filtered (a Python call each) only while a filter is set: with "All" and no text
+        # every row passes anyway, and 10,000 rows changing ten times a second would cost ~20 ms a flush.
+        self.setDynamicSortFilter(False)
+
+    def setSourceModel(self, model: JobTableModel) -> None:  # type: ignore[override]
+        if not isinstance(model, JobTableModel):
+            raise TypeError("JobFilterProxy works on a JobTableModel")
+        self._model = model
+        super().setSourceModel(model)
+
+    @property
+    def status_filter(self) -> StatusFilter:
+        return self._status_filter
+
+    @property
+    def text_filter(self) -> str:
+        return self._needle
+
+    def set_status_filter(self, status_filter: StatusFilter) -> None:
+        if status_filter is not self._status_filter:
+            self._change_filter(status_filter, self._needle)
+
+    def set_text_filter(self, text: str) -> None:
+        needle = text.strip().casefold()
+        if needle != self._needle:
+            self._change_filter(self._status_filter, needle)
+
+    def _change_filter(self, status_filter: StatusFilter, needle: str) -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10; invalidateRowsFilter is deprecated there
+            self.beginFilterChange()
+            self._status_filter, self._needle = status_filter, needle
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self._status_filter, self._needle = status_filter, needle
+            self.invalidateRowsFilter()
+        filtering = status_filter is not StatusFilter.ALL or bool(needle)
+        if filtering != self.dynamicSortFilter():
+            self.setDynamicSortFilter(filtering)
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
+        model = self._model
+        if model is None or source_row >= len(model.jobs):
+            return False
+        job = model.job_at(source_row)
+        if self._status_filter is not StatusFilter.ALL and not self._status_filter.matches(job.status):
+            return False
+        needle = self._needle
+        if not needle:
+            return True
+        return (needle in job.name.casefold() or needle in job.remote.casefold()
+                or (job.error is not None and needle in job.error.casefold()))
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Forwarded to the model, which sorts with Python's ``sorted()`` on raw values (ints > 2**31 included).
+
+        The proxy's own sort stays off (column -1), so it keeps the model's order and never calls a Python
+        ``lessThan`` thousands of times.
+        """
+        if self._model is not None:
+            self._model.sort(column, order)
+
+    def job_at(self, proxy_row: int) -> Job:
+        """The job shown in ``proxy_row``."""
+        assert self._model is not None
+        return self._model.job_at(self.mapToSource(self.index(proxy_row, 0)).row())
