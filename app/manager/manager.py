@@ -156,6 +156,8 @@ class TransferManager:
         self._rate_limit: int | None = None
         self._closing = False
         self._opened = False
+        self._adopt = False  # run unfinished jobs of processes that died (the app, not the CLI)
+        self._foreign: set[str] = set()  # jobs another process is running: their locks are checked each poll
         self._seen_updated_at = 0.0
 
     # ------------------------------------------------------------------ life cycle
@@ -176,6 +178,7 @@ class TransferManager:
                                                                      max_upload_concurrency=2))
         self._client.register_global_progress_listener(self._on_record)
         self._opened = True
+        self._adopt = restore
         rows = await self._db.run(lambda c: c.execute("SELECT * FROM jobs ORDER BY created_at").fetchall())
         for row in rows:
             job = _job_from_row(row)
@@ -270,7 +273,7 @@ class TransferManager:
         check_http_url(url)
         options = options or JobOptions()
         target = await self._resolve(url, Direction.DOWNLOAD)
-        shown = _display_remote(url)
+        shown = display_remote(url)
         into_folder = os.path.isdir(destination) or destination.endswith(("/", os.sep))
         destination = os.path.abspath(destination)
         for job in self._jobs.values():
@@ -306,7 +309,7 @@ class TransferManager:
         path = os.path.abspath(path)
         size = await asyncio.to_thread(_stat_upload_source, path)
         await self._resolve(remote, Direction.UPLOAD)  # bad account/URL: refuse now, not in the list
-        shown = _display_remote(remote)
+        shown = display_remote(remote)
         for job in self._jobs.values():
             if (job.direction is Direction.UPLOAD and job.local_path == path and job.remote == shown
                     and job.status is not JobStatus.COMPLETED):
@@ -339,9 +342,16 @@ class TransferManager:
             await self._start(job)  # queued/active in the history but not running here (e.g. the CLI's rerun)
 
     async def _insert(self, job: Job, full_remote: str, headers: Sequence[tuple[str, str]]) -> None:
-        """History row first, then the job is visible; the secret part (signed URL, headers) to the keyring."""
+        """History row first, then the job is visible; the secret part (signed URL, headers) to the keyring.
+        The job's lock is taken before the row exists, so another process polling the history never sees a new
+        job unlocked and adopts it."""
         assert self._db is not None
-        await self._store_secret(job, full_remote, headers)
+        self._locks.acquire(job.id)
+        try:
+            await self._store_secret(job, full_remote, headers)
+        except BaseException:
+            self._locks.release(job.id, delete=True)
+            raise
         row = _row_of(job, job.id in self._with_secret)
         await self._db.run(lambda c: c.execute(
             f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())))
@@ -372,8 +382,10 @@ class TransferManager:
         """Give the job a fresh engine task (it resumes from its checkpoint / the remote session)."""
         if not self._locks.acquire(job.id):
             job.error = RUNNING_ELSEWHERE
+            self._foreign.add(job.id)
             self._mark(job)
             return
+        self._foreign.discard(job.id)
         try:
             task = await self._build_task(job)
             assert self._client is not None
@@ -686,11 +698,31 @@ class TransferManager:
                     fresh = _job_from_row(row)
                     for name in ("status", "total_bytes", "done_bytes", "error", "result", "finished_at"):
                         setattr(job, name, getattr(fresh, name))
-                    if job.status.wants_to_run and not job.error:
-                        job.error = RUNNING_ELSEWHERE
                     self._changed[job.id] = None
+                if job.status.wants_to_run and job.id not in self._task_of and not self._locks.held(job.id):
+                    await self._adopt_or_mark(job)
+            for job_id in list(self._foreign):
+                job = self._jobs.get(job_id)
+                if job is None or not job.status.wants_to_run:
+                    self._foreign.discard(job_id)
+                elif job_id not in self._task_of and not self._locks.held(job_id):
+                    await self._adopt_or_mark(job)
             if added:
                 self._call_listeners("jobs_added", added)
+
+    async def _adopt_or_mark(self, job: Job) -> None:
+        """A job another process wants to run: if that process is gone (its lock is free) the app takes the job
+        over and resumes it; while it runs there, it is shown as running elsewhere."""
+        if self._locks.acquire(job.id):
+            if self._adopt and not self._closing:
+                job.status, job.error = JobStatus.QUEUED, None
+                await self._start(job)
+                return
+            self._locks.release(job.id)
+        self._foreign.add(job.id)
+        if job.error != RUNNING_ELSEWHERE:
+            job.error = RUNNING_ELSEWHERE
+            self._changed[job.id] = None
 
 
 # ---------------------------------------------------------------------- helpers
@@ -698,7 +730,8 @@ def _secret_key(job_id: str) -> str:
     return f"job:{job_id}"
 
 
-def _display_remote(remote: str) -> str:
+def display_remote(remote: str) -> str:
+    """A remote as it may be shown and stored: a URL's signature/SAS/token parameters redacted."""
     return redact_url(remote) if urlsplit(remote).scheme.lower() in ("http", "https") else remote
 
 

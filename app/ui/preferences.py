@@ -13,6 +13,8 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QSettings, QStandardPaths, Signal
 
+from app.engine.redact import redact_url
+
 __all__ = ["KEYS", "MAX_CHUNK_SIZE", "MAX_CONNECTIONS", "MIN_CHUNK_SIZE", "Preferences", "PreferencesError"]
 
 MIB = 1024 * 1024
@@ -242,6 +244,13 @@ class Preferences(QObject):
         if text and "://" not in text:
             raise PreferencesError(
                 _tr("The default upload destination must be a URL (http://, https://, oss:// or azure://).")
+            )
+        if text and redact_url(text) != text:
+            # QSettings is a plain file: a SAS token or signature would sit there unprotected.
+            raise PreferencesError(
+                _tr("A signed link (SAS or presigned URL) cannot be the default upload destination, because "
+                    "preferences are not a safe place for its signature. Add it as an account and use "
+                    "azure://ACCOUNT/container/path instead.")
             )
         self._store(UPLOAD_REMOTE, text or None)
 

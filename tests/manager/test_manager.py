@@ -315,3 +315,33 @@ async def test_set_concurrency_and_rate_limit_apply_live(manager: TransferManage
     await until(lambda: all(j.status is JobStatus.COMPLETED for j in jobs))
     with pytest.raises(ManagerError):
         await manager.set_concurrency(0, 1)
+
+
+async def test_the_app_takes_over_a_job_whose_process_went_away(srv: TestHttpServer, downloads: Path,
+                                                                  data_dir: Path) -> None:
+    """A CLI killed mid-transfer leaves its job queued/active and unlocked: the running app adopts and resumes
+    it; a CLI-mode manager (restore=False) never adopts other processes' jobs."""
+    data = blob(2 * MIB, seed=31)
+    srv.add_file("/adopt.bin", data)
+    srv.rate_limit = 256 * KIB
+    app = TransferManager(data_dir)
+    await app.open()
+    other_cli = TransferManager(data_dir)
+    await other_cli.open(restore=False)
+    dying = TransferManager(data_dir)
+    await dying.open(restore=False)
+    try:
+        job = await dying.add_download(srv.url("/adopt.bin"), str(downloads))
+        await until(lambda: job.done_bytes > 0)
+        await until(lambda: "another" in (app.get(job.id).error or "") if job.id in {j.id for j in app.jobs}
+                    else False, timeout=10)
+        await dying.close()  # like a kill: the job stays active in the history and its lock is gone
+        srv.rate_limit = None
+        mirror = app.get(job.id)
+        await until(lambda: mirror.status is JobStatus.COMPLETED, timeout=20)
+        assert sha((downloads / "adopt.bin").read_bytes()) == sha(data)
+        assert other_cli.get(job.id).error is None or "another" in (other_cli.get(job.id).error or "")
+        assert job.id not in other_cli._task_of
+    finally:
+        await other_cli.close()
+        await app.close()

@@ -89,6 +89,7 @@ def test_close_to_tray_three_states(qapp) -> None:
         ("speed_limit", -5, "Speed limit"),
         ("default_download_dir", "  ", "cannot be empty"),
         ("default_upload_remote", "just-a-name", "must be a URL"),
+        ("default_upload_remote", "https://acct.blob.core.windows.net/c/dir?sv=2025-11-05&sig=abc%3D", "signed link"),
         ("close_to_tray", "yes", "yes, no or ask"),
     ],
 )
