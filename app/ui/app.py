@@ -2,8 +2,9 @@
 
 ``run_app`` is what ``rusty-cat`` runs. ``AppShell`` holds the wiring in one testable object: it opens the
 manager, keeps the manager's concurrency and speed limit in step with the preferences, shows the window (or
-only the tray), routes URLs and files from the command line or from a second launch, decides what closing
-the window means, and quits cleanly (``manager.close()`` pauses every transfer so the next start resumes).
+only the tray), hands URLs and files from the command line or from a second launch to the window (which
+queues them as it queues a drop), decides what closing the window means, and quits cleanly
+(``manager.close()`` pauses every transfer so the next start resumes).
 
 Why ``setQuitOnLastWindowClosed(False)``: the window may hide to the tray, and Qt's automatic quit would
 stop the event loop behind qasync's back, before the manager has paused anything.
@@ -31,15 +32,13 @@ from PySide6.QtCore import (
     Qt,
     QTimer,
     QTranslator,
-    QUrl,
 )
 from PySide6.QtGui import QCloseEvent, QIcon
 from PySide6.QtWidgets import QApplication, QCheckBox, QMessageBox, QWidget
 
-from app.manager.jobs import JobOptions
 from app.manager.manager import ManagerError
 from app.ui import preferences as prefkeys
-from app.ui.dialogs.new_upload import NewUploadDialog, expand_paths, join_remote, redact_remote
+from app.ui.dialogs.common import TaskOwner
 from app.ui.preferences import Preferences
 from app.ui.single_instance import SingleInstance, instance_name, normalize_arguments, send_arguments
 from app.ui.tray import TrayIcon
@@ -55,7 +54,6 @@ __all__ = [
     "install_translations",
     "run_app",
     "self_test",
-    "split_arguments",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,7 +68,6 @@ ICON_SVG = RESOURCES / "icons" / "rusty-cat.svg"
 ICON_SIZES = (16, 32, 48, 64, 128, 256, 512)
 TRANSLATIONS = RESOURCES / "translations"
 _CTX = "AppShell"
-DOWNLOAD_SCHEMES = ("http", "https", "oss", "azure")
 
 
 def _tr(text: str) -> str:
@@ -135,27 +132,6 @@ def install_translations(
     return installed
 
 
-def split_arguments(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(download URLs, local paths); ``file://`` URLs (from the desktop entry's %U) become paths.
-
-    Paths are not checked here (that is a stat, done off the loop by the caller).
-    """
-    urls: list[str] = []
-    paths: list[str] = []
-    for arg in arguments:
-        qurl = QUrl(arg)
-        scheme = qurl.scheme().lower() if "://" in arg else ""
-        if scheme == "file":
-            paths.append(qurl.toLocalFile())
-        elif scheme in DOWNLOAD_SCHEMES:
-            urls.append(arg)
-        elif not scheme:
-            paths.append(arg)
-        else:
-            log.info("ignoring an argument with an unsupported scheme: %s", scheme)
-    return urls, paths
-
-
 # -- the shell -------------------------------------------------------------------------------------------
 
 
@@ -185,13 +161,11 @@ class AppShell(QObject):
         self.window: Any = None
         self.tray: TrayIcon | None = None
         self.close_box: QMessageBox | None = None
-        self.upload_dialog: NewUploadDialog | None = None
-        self.error_box: QMessageBox | None = None
         self.quitting = False
         self.started = False
         self._quit = asyncio.Event()
         self._early_arguments: list[str] = []
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._tasks = TaskOwner()
         self._apply_pending: set[str] = set()
         if instance is not None:
             # Connected now, not after start(): a second launch may arrive while the manager opens.
@@ -242,7 +216,7 @@ class AppShell(QObject):
     async def apply_preferences(self, keys: set[str] | None = None) -> None:
         """Push concurrency, the speed limit and job defaults to the manager (all, or what ``keys`` touch)."""
         p = self.preferences
-        # Defaults for jobs queued without explicit options (drag and drop): plain attributes of the manager.
+        # Defaults for jobs whose options leave them unset (older history rows): plain attributes of the manager.
         if (keys is None or prefkeys.CONNECTIONS in keys) and hasattr(self.manager, "default_connections"):
             self.manager.default_connections = p.connections
         if (keys is None or prefkeys.CHUNK_SIZE in keys) and hasattr(self.manager, "default_chunk_size"):
@@ -260,7 +234,7 @@ class AppShell(QObject):
         first = not self._apply_pending
         self._apply_pending.add(key)
         if first:
-            self._start_task(self._apply_changed())
+            self._tasks.start(self._apply_changed())
 
     async def _apply_changed(self) -> None:
         await asyncio.sleep(0)
@@ -365,11 +339,13 @@ class AppShell(QObject):
             self.instance.close()
         if self.tray is not None:
             self.tray.detach()
-        for widget in (self.close_box, self.error_box, self.upload_dialog, self.window):
+        self._tasks.cancel_all()
+        queueing = getattr(self.window, "pending_tasks", set())
+        if queueing:  # jobs being added from a drop or a hand-over: let them reach the history first
+            await asyncio.wait(queueing, timeout=5)
+        for widget in (self.close_box, self.window):
             if widget is not None and shiboken6.isValid(widget):  # Qt may have deleted it with its parent
                 widget.close()
-        for task in list(self._tasks):
-            task.cancel()
         try:
             await self.manager.close()
         except Exception:  # quitting must finish even if the manager has trouble; the log says what
@@ -382,65 +358,22 @@ class AppShell(QObject):
         if not self.started:
             self._early_arguments.extend(arguments)
             return
-        self._start_task(self.open_arguments_async(arguments))
+        self._tasks.start(self.open_arguments_async(arguments))
 
     async def open_arguments_async(self, arguments: Sequence[str], *, raise_window: bool = True) -> None:
+        """Report paths that do not exist; the window queues the rest (URLs, files, folders) as a drop would."""
+        from app.ui.main_window import split_items
+
         if raise_window:
             self.raise_window()
-        urls, paths = split_arguments(arguments)
-        errors: list[str] = []
-        if urls:
-            errors += await self._queue_downloads(urls)
-        if paths:
-            existing = await asyncio.to_thread(lambda: [p for p in paths if os.path.exists(p)])
-            for missing in (p for p in paths if p not in existing):
-                errors.append(_tr("{path}: no such file or folder.").format(path=missing))
-            if existing:
-                errors += await self._queue_uploads(existing)
-        if errors:
-            self.show_error(_tr("Some items could not be queued."), "\n".join(errors))
-
-    async def _queue_downloads(self, urls: list[str]) -> list[str]:
-        p = self.preferences
-        folder = p.default_download_dir
-        errors: list[str] = []
-        try:
-            # The manager reads a missing folder as a file name; the default Downloads may not exist yet.
-            await asyncio.to_thread(os.makedirs, folder, exist_ok=True)
-        except OSError as exc:
-            return [_tr("Cannot create the download folder {folder}: {reason}").format(
-                folder=folder, reason=exc.strerror or str(exc))]
-        options = JobOptions(connections=p.connections, chunk_size=p.chunk_size)
-        for url in urls:
-            try:
-                await self.manager.add_download(url, folder, options=options)
-            except ManagerError as exc:
-                errors.append(f"{redact_remote(url)}: {exc}")
-        return errors
-
-    async def _queue_uploads(self, paths: list[str]) -> list[str]:
-        remote = self.preferences.default_upload_remote
-        if not remote:
-            self._open_upload_dialog(paths)
-            return []
-        sources = await asyncio.to_thread(expand_paths, paths)
-        options = JobOptions(chunk_size=self.preferences.chunk_size)
-        errors: list[str] = []
-        for source in sources:
-            try:
-                await self.manager.add_upload(source.path, join_remote(remote, source.relative), options=options)
-            except ManagerError as exc:
-                errors.append(f"{source.relative}: {exc}")
-        return errors
-
-    def _open_upload_dialog(self, paths: list[str]) -> None:
-        if self.upload_dialog is not None and self.upload_dialog.isVisible():
-            self.upload_dialog.add_paths(paths)
-            self.upload_dialog.raise_()
-            return
-        dialog = NewUploadDialog(self.manager, self.preferences, self.window, files=paths)
-        self.upload_dialog = dialog
-        dialog.open()
+        urls, paths = split_items(arguments)
+        missing = await asyncio.to_thread(lambda: [p for p in paths if not os.path.exists(p)])
+        if missing:
+            self.window.show_error(_tr("Some items could not be queued."), "\n".join(
+                _tr("{path}: no such file or folder.").format(path=path) for path in missing))
+        items = [*urls, *(p for p in paths if p not in missing)]
+        if items:
+            self.window.queue_items(items)
 
     # -- messages ----------------------------------------------------------------------------------------
 
@@ -450,21 +383,6 @@ class AppShell(QObject):
             status_bar().showMessage(text, 10_000)
         else:
             log.warning("%s", text)
-
-    def show_error(self, text: str, details: str) -> None:
-        """A non-blocking warning box (never exec(): no nested loop under qasync)."""
-        if self.error_box is not None:
-            self.error_box.close()
-        box = QMessageBox(QMessageBox.Icon.Warning, APP_NAME, text, QMessageBox.StandardButton.Ok, self.window)
-        box.setInformativeText(details)
-        self.error_box = box
-        box.open()
-
-    def _start_task(self, coro: Any) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
 
 # -- process entry points --------------------------------------------------------------------------------

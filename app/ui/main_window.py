@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from functools import partial
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from PySide6.QtCore import QByteArray, QMimeData, QSettings, QStandardPaths, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QByteArray, QMimeData, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -49,22 +49,23 @@ from PySide6.QtWidgets import (
 )
 
 import app
-from app.manager.jobs import Direction, Job, JobStatus
+from app.manager.jobs import Direction, Job, JobOptions, JobStatus
 from app.manager.listener import Totals
-from app.manager.manager import ManagerError
+from app.manager.manager import ManagerError, display_remote
 from app.ui.formatting import format_speed
 from app.ui.job_filter_proxy import JobFilterProxy
 from app.ui.job_table_model import Column, JobTableModel
+from app.ui.preferences import PreferencesError
 from app.ui.progress_delegate import ProgressDelegate
 from app.ui.status_sidebar import StatusSidebar
+from app.ui.upload_targets import expand_paths, join_remote
 
 __all__ = [
     "DOWNLOAD_SCHEMES",
     "MainWindow",
     "PreferencesLike",
     "download_urls_from_text",
-    "expand_upload_paths",
-    "join_remote",
+    "split_items",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class PreferencesLike(Protocol):
 
     default_download_dir: str
     default_upload_remote: str
+    connections: int
+    chunk_size: int
 
 
 # ---- pure helpers (no Qt state; unit-testable) ---------------------------------------------------------------
@@ -106,54 +109,27 @@ def is_download_url(text: str) -> bool:
     return parts.scheme.lower() in DOWNLOAD_SCHEMES and bool(parts.netloc) and " " not in text
 
 
-def join_remote(prefix: str, relative: str) -> str:
-    """``prefix`` + "/" + ``relative`` (a posix path), keeping a URL's query (an Azure SAS) after the path.
+def split_items(items: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(download URLs, local paths) among command-line or handed-over items; ``file://`` URLs become paths.
 
-    http(s) paths are percent-encoded (a file name with a space must not break the URL); ``oss://`` and
-    ``azure://`` keys are plain object names and stay as they are.
+    Anything else is taken for a path (``rusty-cat report.pdf``), so a typo is reported as a missing file
+    rather than dropped in silence. Paths are not checked here (that is a stat, for a worker thread).
     """
-    relative = relative.lstrip("/")
-    parts = urlsplit(prefix)
-    if parts.scheme.lower() in ("http", "https"):
-        path = parts.path.rstrip("/") + "/" + quote(relative, safe="/")
-        return urlunsplit(parts._replace(path=path))
-    return prefix.rstrip("/") + "/" + relative
-
-
-def expand_upload_paths(paths: Iterable[str], prefix: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(file, remote) pairs for dropped files and folders, and the paths that could not be read.
-
-    A file goes to ``prefix/name``; a folder becomes one upload per file under it with its path relative to
-    the folder's parent kept (``prefix/folder/sub/file``), as dragging a folder into a bucket does. Blocking
-    (walks the disk): call it in a worker thread.
-    """
-    pairs: list[tuple[str, str]] = []
-    skipped: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            parent = path.resolve().parent
-            found = False
-            for root, dirs, files in os.walk(path.resolve()):
-                dirs.sort()
-                for name in sorted(files):
-                    file = Path(root, name)
-                    if not file.is_file():  # broken symlink, socket, fifo
-                        continue
-                    found = True
-                    relative = PurePosixPath(*file.relative_to(parent).parts)
-                    pairs.append((str(file), join_remote(prefix, str(relative))))
-            if not found:
-                skipped.append(raw)
-        elif path.is_file():
-            pairs.append((str(path), join_remote(prefix, path.name)))
+    urls: list[str] = []
+    paths: list[str] = []
+    for item in items:
+        qurl = QUrl(item)
+        if qurl.isLocalFile():
+            paths.append(qurl.toLocalFile())
+        elif is_download_url(item):
+            urls.append(item)
         else:
-            skipped.append(raw)
-    return pairs, skipped
+            paths.append(item)
+    return urls, paths
 
 
 def _mime_items(mime: QMimeData) -> tuple[list[str], list[str]]:
-    """(local paths, download URLs) carried by dropped or pasted data."""
+    """(download URLs, local paths) carried by dropped or pasted data."""
     files: list[str] = []
     urls: list[str] = []
     if mime.hasUrls():
@@ -166,7 +142,7 @@ def _mime_items(mime: QMimeData) -> tuple[list[str], list[str]]:
                     urls.append(text)
     if not files and not urls and mime.hasText():
         urls = download_urls_from_text(mime.text())
-    return files, urls
+    return urls, files
 
 
 # ---- the window ---------------------------------------------------------------------------------------------
@@ -508,17 +484,17 @@ class MainWindow(QMainWindow):
         return set(self._tasks)
 
     def show_error(self, what: str, message: str) -> None:
-        """A non-blocking message box (and the status bar), reused while it is open so errors don't pile up."""
+        """A non-blocking message box (and the status bar); errors arriving while it is open are added to it."""
         self.statusBar().showMessage(f"{what}: {message}", 10_000)
         box = self._error_box
-        if box is None or not box.isVisible():
-            box = QMessageBox(QMessageBox.Icon.Warning, self.tr("Rusty Cat"), "", QMessageBox.StandardButton.Ok,
-                              self)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.destroyed.connect(lambda *_args, closed=box: self._forget_error_box(closed))
-            self._error_box = box
-        box.setText(what)
+        if box is not None and box.isVisible():  # one box for a burst (a drop of files and links, a hand-over)
+            box.setInformativeText(f"{box.informativeText()}\n\n{what}\n{message}")
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, self.tr("Rusty Cat"), what, QMessageBox.StandardButton.Ok, self)
         box.setInformativeText(message)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.destroyed.connect(lambda *_args, closed=box: self._forget_error_box(closed))
+        self._error_box = box
         box.open()
 
     def _forget_error_box(self, box: QMessageBox) -> None:
@@ -683,41 +659,36 @@ class MainWindow(QMainWindow):
 
     def queue_items(self, items: Iterable[str]) -> None:
         """URLs become downloads, files and folders uploads (``rusty-cat URL-or-FILE``, a second instance)."""
-        files: list[str] = []
-        urls: list[str] = []
-        for item in items:
-            qurl = QUrl(item)
-            if qurl.isLocalFile():
-                files.append(qurl.toLocalFile())
-            elif is_download_url(item):
-                urls.append(item)
-            else:
-                files.append(item)
-        if files:
-            self.queue_uploads(files)
-        if urls:
-            self.queue_downloads(urls)
+        self._queue(*split_items(items))
 
     def queue_mime(self, mime: QMimeData) -> bool:
-        files, urls = _mime_items(mime)
-        if files:
-            self.queue_uploads(files)
+        return self._queue(*_mime_items(mime))
+
+    def _queue(self, urls: list[str], paths: list[str]) -> bool:
+        if paths:
+            self.queue_uploads(paths)
         if urls:
             self.queue_downloads(urls)
-        return bool(files or urls)
+        return bool(urls or paths)
 
     def queue_downloads(self, urls: Sequence[str]) -> None:
-        destination = self._preferences.default_download_dir or QStandardPaths.writableLocation(
-            QStandardPaths.StandardLocation.DownloadLocation)
-        self.run_manager_call(self._add_downloads(list(urls), destination), self.tr("Add download"))
+        """Download to the default folder with the preferred connections and chunk size (kept by each job)."""
+        prefs = self._preferences
+        options = JobOptions(connections=prefs.connections, chunk_size=prefs.chunk_size)
+        self.run_manager_call(self._add_downloads(list(urls), prefs.default_download_dir, options),
+                              self.tr("Add download"))
 
-    async def _add_downloads(self, urls: list[str], destination: str) -> None:
-        errors: list[str] = []
-        for url in urls:
-            try:
-                await self._manager.add_download(url, destination)
-            except ManagerError as exc:
-                errors.append(str(exc))
+    async def _add_downloads(self, urls: list[str], folder: str, options: JobOptions) -> None:
+        title = self.tr("Could not add %n download(s)", "", len(urls))
+        try:
+            # The manager reads a missing folder as a file name, and the default Downloads may not exist yet.
+            await asyncio.to_thread(os.makedirs, folder, exist_ok=True)
+        except OSError as exc:
+            self.show_error(title, self.tr("Cannot create the download folder {folder}: {reason}").format(
+                folder=folder, reason=exc.strerror or str(exc)))
+            return
+        errors = await self._add_each((display_remote(url), partial(self._manager.add_download, url, folder,
+                                                                    options=options)) for url in urls)
         self._report(errors, self.tr("Could not add %n download(s)", "", len(errors)))
 
     def queue_uploads(self, paths: Sequence[str]) -> None:
@@ -733,9 +704,9 @@ class MainWindow(QMainWindow):
     def _ask_upload_remote(self) -> None:
         dialog = QInputDialog(self)
         dialog.setWindowTitle(self.tr("Upload destination"))
-        dialog.setLabelText(self.tr("Where should dropped files go?\nFor example oss://account/bucket/folder or "
-                                    "azure://account/container/folder. It is saved as the default upload "
-                                    "destination."))
+        dialog.setLabelText(self.tr("Where should added files go?\nFor example oss://account/bucket/folder, "
+                                    "azure://account/container/folder or an https:// upload endpoint. It is saved "
+                                    "as the default upload destination."))
         dialog.setInputMode(QInputDialog.InputMode.TextInput)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
@@ -746,7 +717,11 @@ class MainWindow(QMainWindow):
             if result != int(QInputDialog.DialogCode.Accepted) or not remote:
                 self.statusBar().showMessage(self.tr("Upload canceled: no destination"), 5_000)
                 return
-            self._preferences.default_upload_remote = remote
+            try:
+                self._preferences.default_upload_remote = remote
+            except PreferencesError as exc:  # not a URL, or a signed link that must not be saved in settings
+                self._report([str(exc)], self.tr("Upload canceled"))
+                return
             self.queue_uploads(paths)
 
         dialog.finished.connect(finished)
@@ -759,14 +734,23 @@ class MainWindow(QMainWindow):
         return self._remote_dialog
 
     async def _add_uploads(self, paths: list[str], remote: str) -> None:
-        pairs, skipped = await asyncio.to_thread(expand_upload_paths, paths, remote)
-        errors = [self.tr("Nothing to upload in {path}").format(path=path) for path in skipped]
-        for path, target in pairs:
-            try:
-                await self._manager.add_upload(path, target)
-            except ManagerError as exc:
-                errors.append(str(exc))
+        sources, empty = await asyncio.to_thread(expand_paths, paths)
+        options = JobOptions(chunk_size=self._preferences.chunk_size)
+        errors = [self.tr("Nothing to upload in {path}").format(path=path) for path in empty]
+        errors += await self._add_each((source.relative, partial(
+            self._manager.add_upload, source.path, join_remote(remote, source.relative), options=options))
+            for source in sources)
         self._report(errors, self.tr("Could not add %n upload(s)", "", len(errors)))
+
+    async def _add_each(self, adds: Iterable[tuple[str, Callable[[], Awaitable[object]]]]) -> list[str]:
+        """Run each add in turn; the refusals, as "what: why" lines."""
+        errors: list[str] = []
+        for what, add in adds:
+            try:
+                await add()
+            except ManagerError as exc:
+                errors.append(f"{what}: {exc}")
+        return errors
 
     def _report(self, errors: list[str], title: str) -> None:
         """One message for a whole drop, listing the first few failures."""
@@ -801,8 +785,7 @@ class MainWindow(QMainWindow):
     def _can_queue(mime: QMimeData | None) -> bool:
         if mime is None:
             return False
-        files, urls = _mime_items(mime)
-        return bool(files or urls)
+        return any(_mime_items(mime))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()

@@ -1,9 +1,11 @@
 """The application shell: start-up wiring, preferences applied live, close/quit rules, argument hand-over.
 
 In-process tests drive AppShell on the already-running qasync loop (the ``aloop`` fixture) with a fake
-manager and a minimal window that honours MainWindow's contract (``quit_requested``, ``close_handler``);
-they never start run_forever. One test runs the real app in a subprocess: a URL handed over through the
-single-instance socket becomes a job in the real history, and SIGTERM quits it cleanly with status 0.
+manager and a minimal window that honours MainWindow's contract (``quit_requested``, ``close_handler``,
+``queue_items``, ``show_error``); they never start run_forever. What the real window does with handed-over
+items is tested in test_main_window.py; one test here runs the shell over the real window. One test runs the
+real app in a subprocess: a URL handed over through the single-instance socket becomes a job in the real
+history, and SIGTERM quits it cleanly with status 0.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ from app.ui.app import (
     create_application,
     install_signal_handlers,
     install_translations,
-    split_arguments,
 )
-from app.ui.dialogs.new_upload import NewUploadDialog
 from app.ui.preferences import Preferences
 from app.ui.single_instance import SingleInstance, instance_name, send_arguments
 from tests.support.qt_loop import run_coro
@@ -50,6 +50,14 @@ class ContractWindow(QMainWindow):
         self.manager = manager
         self.preferences = preferences
         self.close_handler: Callable[[QCloseEvent], None] | None = None
+        self.queued: list[list[str]] = []
+        self.errors: list[tuple[str, str]] = []
+
+    def queue_items(self, items: list[str]) -> None:
+        self.queued.append(list(items))
+
+    def show_error(self, what: str, message: str) -> None:
+        self.errors.append((what, message))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.close_handler is not None:
@@ -128,7 +136,11 @@ def test_real_main_window_under_the_shell(qtbot, aloop, prefs: Preferences) -> N
     try:
         assert isinstance(s.window, MainWindow) and s.window.isVisible()
         assert s.window.close_handler == s.handle_close
-        assert [u for u, _, _ in manager.downloads] == ["https://example.com/real.iso"]
+        qtbot.waitUntil(lambda: bool(manager.downloads), timeout=3000)
+        [(url, folder, options)] = manager.downloads
+        assert (url, folder) == ("https://example.com/real.iso", prefs.default_download_dir)
+        assert Path(folder).is_dir()  # the missing default folder was created
+        assert (options.connections, options.chunk_size) == (prefs.connections, prefs.chunk_size)
         s.window.quit_requested.emit()
         assert s.quit_requested
     finally:
@@ -236,11 +248,23 @@ def test_window_quit_action_and_shutdown(qtbot, shell: AppShell, tmp_path: Path)
     assert not instance.listening
 
 
+def test_shutdown_lets_the_window_finish_adding_jobs(qtbot, shell: AppShell) -> None:
+    start(qtbot, shell)
+
+    async def adding() -> None:  # a drop or hand-over still writing its jobs to the history
+        await asyncio.sleep(0.05)
+        shell.manager.calls.append(("added",))
+
+    shell.window.pending_tasks = {asyncio.ensure_future(adding())}
+    run_coro(qtbot, shell.shutdown())
+    assert shell.manager.calls[-2:] == [("added",), ("close",)]
+
+
 def test_run_returns_0_after_a_quit_request(qtbot, aloop, prefs: Preferences) -> None:
     manager = FakeManager()
     s = AppShell(manager, prefs, window_factory=ContractWindow)
     task = asyncio.ensure_future(s.run(["https://example.com/run.iso"]))
-    qtbot.waitUntil(lambda: s.started and bool(manager.downloads), timeout=5000)
+    qtbot.waitUntil(lambda: s.started and s.window.queued == [["https://example.com/run.iso"]], timeout=5000)
     s.request_quit()
     qtbot.waitUntil(task.done, timeout=5000)
     assert task.result() == 0
@@ -250,59 +274,34 @@ def test_run_returns_0_after_a_quit_request(qtbot, aloop, prefs: Preferences) ->
 # -- arguments ----------------------------------------------------------------------------------------------
 
 
-def test_split_arguments() -> None:
-    urls, paths = split_arguments(["https://h/a", "oss://acct/b/k", "file:///tmp/x%20y.txt", "/tmp/z",
-                                   "mailto:x@y", "magnet://nope"])
-    assert urls == ["https://h/a", "oss://acct/b/k"]
-    # Without "://" it can only be a file name (then reported as missing); other URL schemes are dropped.
-    assert paths == ["/tmp/x y.txt", "/tmp/z", "mailto:x@y"]
+def test_command_line_arguments_reach_the_window(qtbot, shell: AppShell, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    start(qtbot, shell, ["https://example.com/a.iso", f"file://{tmp_path / 'a.txt'}"])
+    assert shell.window.queued == [["https://example.com/a.iso", str(tmp_path / "a.txt")]]
+    assert shell.window.errors == []
 
 
-def test_command_line_urls_are_queued_to_the_default_folder(qtbot, shell: AppShell, prefs: Preferences) -> None:
-    start(qtbot, shell, ["https://example.com/a.iso", "https://example.com/b.iso"])
-    m = shell.manager
-    assert [(u, d) for u, d, _ in m.downloads] == [
-        ("https://example.com/a.iso", prefs.default_download_dir),
-        ("https://example.com/b.iso", prefs.default_download_dir),
-    ]
-    assert Path(prefs.default_download_dir).is_dir()
-    assert m.downloads[0][2].connections == prefs.connections
-
-
-def test_handed_over_files_go_to_the_default_remote(qtbot, shell: AppShell, prefs: Preferences,
-                                                     tmp_path: Path) -> None:
+def test_a_hand_over_raises_the_window_and_reaches_it(qtbot, shell: AppShell, tmp_path: Path) -> None:
     folder = tmp_path / "pics"
     folder.mkdir()
-    (folder / "a.png").write_bytes(b"a")
-    prefs.default_upload_remote = "oss://work/bucket/in/"
     start(qtbot, shell)
     shell.window.hide()
     shell.open_arguments([str(folder), "https://example.com/c.iso"])
-    qtbot.waitUntil(lambda: bool(shell.manager.uploads) and bool(shell.manager.downloads), timeout=3000)
-    assert [(p, r) for p, r, _ in shell.manager.uploads] == [(str(folder / "a.png"), "oss://work/bucket/in/pics/a.png")]
+    qtbot.waitUntil(lambda: shell.window.queued != [], timeout=3000)
+    assert shell.window.queued == [["https://example.com/c.iso", str(folder)]]
     assert shell.window.isVisible()  # a hand-over brings the window forward
 
 
-def test_handed_over_files_open_the_upload_dialog_without_default_remote(qtbot, shell: AppShell,
-                                                                         tmp_path: Path) -> None:
-    f = tmp_path / "f.txt"
-    f.write_text("x")
+def test_missing_paths_are_reported_and_the_rest_is_queued(qtbot, shell: AppShell, tmp_path: Path) -> None:
     start(qtbot, shell)
-    shell.open_arguments([f"file://{f}"])
-    qtbot.waitUntil(lambda: shell.upload_dialog is not None, timeout=3000)
-    assert isinstance(shell.upload_dialog, NewUploadDialog)
-    assert shell.upload_dialog.isVisible()
-    assert shell.upload_dialog.paths() == [str(f)]
-    assert shell.manager.uploads == []
-
-
-def test_hand_over_problems_are_shown(qtbot, shell: AppShell, tmp_path: Path) -> None:
-    start(qtbot, shell)
-    shell.open_arguments(["https://example.com/bad.iso?sig=SECRET", str(tmp_path / "missing.bin")])
-    qtbot.waitUntil(lambda: shell.error_box is not None, timeout=3000)
-    details = shell.error_box.informativeText()
-    assert "404 Not Found" in details and "missing.bin" in details
-    assert "SECRET" not in details
+    shell.open_arguments(["https://example.com/ok.iso", str(tmp_path / "missing.bin")])
+    qtbot.waitUntil(lambda: shell.window.queued != [], timeout=3000)
+    assert shell.window.queued == [["https://example.com/ok.iso"]]
+    assert shell.window.errors == [("Some items could not be queued.",
+                                    f"{tmp_path / 'missing.bin'}: no such file or folder.")]
+    shell.open_arguments([str(tmp_path / "gone")])  # nothing left to queue: the window is not asked
+    qtbot.waitUntil(lambda: len(shell.window.errors) == 2, timeout=3000)
+    assert len(shell.window.queued) == 1
 
 
 def test_arguments_before_start_are_kept(qtbot, aloop, prefs: Preferences, tmp_path: Path) -> None:
@@ -314,7 +313,7 @@ def test_arguments_before_start_are_kept(qtbot, aloop, prefs: Preferences, tmp_p
         assert run_coro(qtbot, asyncio.to_thread(send_arguments, instance.name, ["https://example.com/early.iso"]))
         assert manager.downloads == []
         run_coro(qtbot, s.start())
-        assert [u for u, _, _ in manager.downloads] == ["https://example.com/early.iso"]
+        assert s.window.queued == [["https://example.com/early.iso"]]
     finally:
         run_coro(qtbot, s.shutdown())
 

@@ -11,9 +11,9 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMessageBox
 from app.manager.accounts import Account, Auth, Provider
 from app.ui.dialogs import AccountsDialog, NewDownloadDialog, NewUploadDialog, PreferencesDialog
 from app.ui.dialogs.new_download import parse_urls, validate_sha256
-from app.ui.dialogs.new_upload import expand_paths, join_remote
 from app.ui.dialogs.preferences import KIB, MIB, split_speed
 from app.ui.preferences import KEYS, Preferences
+from app.ui.upload_targets import expand_paths, join_remote
 from tests.support.qt_loop import run_coro
 from tests.ui.ui_fakes import FakeAccountStore, FakeManager, FakeSecretStore
 
@@ -60,19 +60,29 @@ def test_join_remote_forms() -> None:
     assert join_remote("azure://media/c", "a b.txt") == "azure://media/c/a b.txt"
     sas = "https://acc.blob.core.windows.net/cont?sv=2024&sr=c&sig=abc%2B"
     assert join_remote(sas, "d/a b.txt") == "https://acc.blob.core.windows.net/cont/d/a%20b.txt?sv=2024&sr=c&sig=abc%2B"
+    # The default chunk protocol sends the file name in the request body: the endpoint stays as it is.
     assert join_remote("https://up.example.com/api/upload", "d/a.txt") == "https://up.example.com/api/upload"
+    blob_sas = "https://acc.blob.core.windows.net/cont/one.bin?sv=2024&sig=abc"  # sr absent: a blob SAS
+    assert join_remote(blob_sas, "d/a.txt") == blob_sas
 
 
-def test_expand_paths_keeps_the_folder_name(tmp_path: Path) -> None:
+def test_expand_paths_keeps_the_folder_name_and_names_what_holds_nothing(tmp_path: Path) -> None:
     root = tmp_path / "photos"
     (root / "2024").mkdir(parents=True)
     (root / "2024" / "b.jpg").write_bytes(b"b")
     (root / "a.jpg").write_bytes(b"a")
+    (root / "empty").mkdir()  # inside a folder with files: nothing to say
+    (root / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "nothing" / "deeper").mkdir(parents=True)
     single = tmp_path / "notes.txt"
     single.write_text("n")
-    got = [(s.path, s.relative) for s in expand_paths([str(root), str(single), str(single)])]
-    assert got == [(str(root / "a.jpg"), "photos/a.jpg"), (str(root / "2024" / "b.jpg"), "photos/2024/b.jpg"),
-                   (str(single), "notes.txt")]
+    given = [str(root), str(single), str(single), str(root / "2024"), str(tmp_path / "nothing"),
+             str(tmp_path / "missing")]
+    sources, empty = expand_paths(given)
+    assert [(s.path, s.relative) for s in sources] == [
+        (str(root / "a.jpg"), "photos/a.jpg"), (str(root / "2024" / "b.jpg"), "photos/2024/b.jpg"),
+        (str(single), "notes.txt")]  # each file once, though named again directly or through its folder
+    assert empty == [str(tmp_path / "nothing"), str(tmp_path / "missing")]
 
 
 def test_split_speed_picks_a_readable_unit() -> None:

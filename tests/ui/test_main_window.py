@@ -14,11 +14,11 @@ from PySide6.QtCore import QItemSelectionModel, QMimeData, QObject, QPoint, QPoi
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication
 
-from app.manager.jobs import Direction, JobStatus
+from app.manager.jobs import Direction, JobOptions, JobStatus
 from app.manager.manager import ManagerError
 from app.ui.job_filter_proxy import StatusFilter
 from app.ui.job_table_model import Column
-from app.ui.main_window import MainWindow, download_urls_from_text, expand_upload_paths, join_remote
+from app.ui.main_window import MainWindow, download_urls_from_text, split_items
 from tests.ui.fake_manager import FakeManager
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,10 +28,12 @@ MiB = 1 << 20
 
 @dataclass
 class Prefs:
-    """Stand-in for app.ui.preferences.Preferences (the two attributes the window uses)."""
+    """Stand-in for app.ui.preferences.Preferences (the attributes the window uses)."""
 
     default_download_dir: str
     default_upload_remote: str
+    connections: int = 3
+    chunk_size: int = 2 * MiB
 
 
 @pytest.fixture
@@ -95,28 +97,12 @@ def test_urls_from_pasted_text() -> None:
     assert download_urls_from_text(text) == ["https://a.test/x.bin", "oss://acct/bucket/y.bin"]
 
 
-def test_join_remote_keeps_a_sas_query_after_the_path() -> None:
-    assert join_remote("oss://acct/bucket/in/", "dir/a b.txt") == "oss://acct/bucket/in/dir/a b.txt"
-    assert (join_remote("https://acct.blob.test/box?sv=1&sig=x", "dir/a b.txt")
-            == "https://acct.blob.test/box/dir/a%20b.txt?sv=1&sig=x")
-
-
-def test_expand_upload_paths(tmp_path: Path) -> None:
-    (tmp_path / "photos" / "2024" / "deep").mkdir(parents=True)
-    (tmp_path / "photos" / "empty").mkdir()
-    for rel in ("photos/a.jpg", "photos/2024/b.jpg", "photos/2024/deep/c.jpg"):
-        (tmp_path / rel).write_bytes(b"x")
-    (tmp_path / "single.txt").write_text("x")
-    (tmp_path / "nothing").mkdir()
-    pairs, skipped = expand_upload_paths([str(tmp_path / "photos"), str(tmp_path / "single.txt"),
-                                          str(tmp_path / "nothing"), str(tmp_path / "missing")], "azure://a/c")
-    assert sorted(pairs) == sorted([
-        (str(tmp_path / "photos/2024/b.jpg"), "azure://a/c/photos/2024/b.jpg"),
-        (str(tmp_path / "photos/2024/deep/c.jpg"), "azure://a/c/photos/2024/deep/c.jpg"),
-        (str(tmp_path / "photos/a.jpg"), "azure://a/c/photos/a.jpg"),
-        (str(tmp_path / "single.txt"), "azure://a/c/single.txt"),
-    ])
-    assert skipped == [str(tmp_path / "nothing"), str(tmp_path / "missing")]
+def test_split_items() -> None:
+    urls, paths = split_items(["https://h/a", "oss://acct/b/k", "file:///tmp/x%20y.txt", "/tmp/z", "mailto:x@y",
+                               "magnet://nope"])
+    assert urls == ["https://h/a", "oss://acct/b/k"]
+    # Anything that is not a download URL is taken for a path, so a typo is reported missing, not dropped.
+    assert paths == ["/tmp/x y.txt", "/tmp/z", "mailto:x@y", "magnet://nope"]
 
 
 # ---- the table and the selection --------------------------------------------------------------------------------
@@ -452,11 +438,64 @@ def test_paste_without_links_says_so(qtbot, window: MainWindow, manager: FakeMan
 
 def test_failed_adds_are_reported_once(qtbot, window: MainWindow, manager: FakeManager) -> None:
     manager.fail["add_download"] = ManagerError("Unsupported URL.")
-    window.queue_items(["https://a.test/1", "https://a.test/2"])
+    window.queue_items(["https://a.test/1", "https://a.test/2?sig=SECRET"])
     qtbot.waitUntil(lambda: window.error_box is not None and window.error_box.isVisible(), timeout=3000)
     assert window.error_box.text() == "Could not add 2 download(s)"
-    assert window.error_box.informativeText() == "Unsupported URL.\nUnsupported URL."
+    assert window.error_box.informativeText() == ("https://a.test/1: Unsupported URL.\n"
+                                                  "https://a.test/2?sig=REDACTED: Unsupported URL.")
     window.error_box.accept()
+
+
+def test_an_empty_folder_and_a_refused_link_are_reported_in_one_box(qtbot, window: MainWindow,
+                                                                     manager: FakeManager, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    manager.fail["add_download"] = ManagerError("Unsupported URL.")
+    window.queue_items([str(empty), "https://a.test/1"])  # two tasks, two reports, one box
+    qtbot.waitUntil(lambda: window.error_box is not None
+                    and f"Nothing to upload in {empty}" in window.error_box.informativeText()
+                    and "https://a.test/1: Unsupported URL." in window.error_box.informativeText(), timeout=3000)
+    assert manager.calls_to("add_upload") == []
+    window.error_box.accept()
+
+
+def test_downloads_go_to_a_created_default_folder_with_the_preferred_options(qtbot, window: MainWindow,
+                                                                              manager: FakeManager, prefs: Prefs,
+                                                                              tmp_path: Path) -> None:
+    prefs.default_download_dir = str(tmp_path / "not" / "yet")
+    window.queue_downloads(["https://h.test/a.iso"])
+    qtbot.waitUntil(lambda: manager.calls_to("add_download") != [], timeout=3000)
+    [(args, kwargs)] = manager.calls_to("add_download")
+    assert args == ("https://h.test/a.iso", prefs.default_download_dir)
+    assert kwargs["options"] == JobOptions(connections=3, chunk_size=2 * MiB)
+    assert (tmp_path / "not" / "yet").is_dir()
+
+
+def test_a_download_folder_that_cannot_be_created_is_reported(qtbot, window: MainWindow, manager: FakeManager,
+                                                             prefs: Prefs, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    prefs.default_download_dir = str(tmp_path / "file" / "sub")
+    window.queue_downloads(["https://h.test/a.iso", "https://h.test/b.iso"])
+    qtbot.waitUntil(lambda: window.error_box is not None and window.error_box.isVisible(), timeout=3000)
+    assert window.error_box.text() == "Could not add 2 download(s)"
+    assert window.error_box.informativeText().startswith(f"Cannot create the download folder {tmp_path / 'file'}")
+    assert manager.calls_to("add_download") == []
+    window.error_box.accept()
+
+
+def test_uploads_to_a_plain_endpoint_keep_its_url(qtbot, window: MainWindow, manager: FakeManager, prefs: Prefs,
+                                                  tmp_path: Path) -> None:
+    """The default chunk protocol carries the file name in the request body: the endpoint URL never changes."""
+    prefs.default_upload_remote = "https://up.test/api/upload"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a b.txt").write_text("a")
+    (tmp_path / "c.txt").write_text("c")
+    window.queue_uploads([str(tmp_path / "docs"), str(tmp_path / "c.txt")])
+    qtbot.waitUntil(lambda: len(manager.calls_to("add_upload")) == 2, timeout=3000)
+    assert [args for args, _ in manager.calls_to("add_upload")] == [
+        (str(tmp_path / "docs" / "a b.txt"), "https://up.test/api/upload"),
+        (str(tmp_path / "c.txt"), "https://up.test/api/upload")]
+    assert {kwargs["options"] for _, kwargs in manager.calls_to("add_upload")} == {JobOptions(chunk_size=2 * MiB)}
 
 
 def test_queue_items_from_the_command_line(qtbot, window: MainWindow, manager: FakeManager,

@@ -1,9 +1,8 @@
 """New upload: files and folders, and where they go (a web address or a stored account plus a path).
 
-A folder becomes one job per file, with the file's path relative to the folder's parent appended to the
-remote prefix, so ``photos/2024/a.jpg`` lands under ``…/photos/2024/a.jpg``. The remote forms are the
-manager's: an http(s) endpoint of the default chunk protocol, an Azure SAS URL, ``oss://ACCOUNT/bucket/key``
-or ``azure://ACCOUNT/container/blob``.
+A folder becomes one job per file (app.ui.upload_targets: the same rule as drag and drop). The remote forms
+are the manager's: an http(s) endpoint of the default chunk protocol, an Azure SAS URL,
+``oss://ACCOUNT/bucket/key`` or ``azure://ACCOUNT/container/blob``.
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -36,82 +34,18 @@ from app.manager.accounts import Account, Provider
 from app.manager.jobs import Job, JobOptions
 from app.manager.manager import ManagerError
 from app.ui.dialogs.common import MessageLine, TaskOwner, pick_directory, pick_files, tr
+from app.ui.upload_targets import UploadSource, expand_paths, join_remote, sas_resource
 
 if TYPE_CHECKING:
     from app.manager.accounts import AccountStore
     from app.manager.manager import TransferManager
     from app.ui.preferences import Preferences
 
-__all__ = ["ACCOUNT_SCHEMES", "NewUploadDialog", "UploadSource", "expand_paths", "join_remote", "redact_remote"]
+__all__ = ["ACCOUNT_SCHEMES", "NewUploadDialog"]
 
 _CTX = "NewUploadDialog"
 ACCOUNT_SCHEMES = {Provider.ALIYUN_OSS: "oss", Provider.AZURE_BLOB: "azure"}
 _PATH_ROLE = Qt.ItemDataRole.UserRole
-
-
-@dataclass(frozen=True)
-class UploadSource:
-    """One file to upload and the name it gets under the remote prefix ("/"-separated)."""
-
-    path: str
-    relative: str
-
-
-def expand_paths(paths: Iterable[str]) -> list[UploadSource]:
-    """Files stay themselves; folders become every file inside them (blocking: call it in a thread).
-
-    Symlinked folders are not followed (a link loop would never end); hidden files are kept, since the
-    user chose the folder and may want all of it.
-    """
-    out: list[UploadSource] = []
-    seen: set[str] = set()
-    for raw in paths:
-        path = os.path.abspath(os.path.expanduser(raw))
-        if os.path.isdir(path):
-            base = os.path.dirname(path.rstrip(os.sep)) or path
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    full = os.path.join(root, name)
-                    if full in seen or not os.path.isfile(full):
-                        continue
-                    seen.add(full)
-                    out.append(UploadSource(full, os.path.relpath(full, base).replace(os.sep, "/")))
-        elif os.path.isfile(path) and path not in seen:
-            seen.add(path)
-            out.append(UploadSource(path, os.path.basename(path)))
-    return out
-
-
-def _sas_resource(url: str) -> str | None:
-    """"c" for a container SAS URL, "b" for a blob SAS URL, None when the URL carries no SAS signature."""
-    query = parse_qs(urlsplit(url).query)
-    if "sig" not in query:
-        return None
-    return (query.get("sr") or ["b"])[0]
-
-
-def join_remote(base: str, relative: str) -> str:
-    """The remote for one file under ``base`` (a prefix, a container SAS URL or an upload endpoint).
-
-    oss:// and azure:// prefixes get ``relative`` appended as a path; a container SAS URL gets it inserted
-    into its path before the query; a plain http(s) endpoint is returned unchanged, because the default
-    chunk protocol sends the file name in the request, not in the URL.
-    """
-    parts = urlsplit(base)
-    scheme = parts.scheme.lower()
-    if scheme in ("oss", "azure"):
-        return base.rstrip("/") + "/" + relative.lstrip("/")
-    if scheme in ("http", "https") and _sas_resource(base) == "c":
-        path = parts.path.rstrip("/") + "/" + quote(relative.lstrip("/"), safe="/")
-        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
-    return base
-
-
-def redact_remote(remote: str) -> str:
-    """A remote as it may be shown: never the query string of a URL (a SAS token or a signature)."""
-    parts = urlsplit(remote)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) if parts.query else remote
 
 
 class NewUploadDialog(QDialog):
@@ -289,7 +223,7 @@ class NewUploadDialog(QDialog):
             parts = urlsplit(url)
             if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
                 raise ValueError(tr(_CTX, "Enter the upload address: an http(s) endpoint or an Azure SAS URL."))
-            sas = _sas_resource(url)
+            sas = sas_resource(url)
             if sas == "c":
                 return [join_remote(url, s.relative) for s in sources]
             if sas is not None and many:
@@ -329,7 +263,7 @@ class NewUploadDialog(QDialog):
     async def _queue(self, paths: list[str]) -> list[Job]:
         added: list[Job] = []
         try:
-            sources = await asyncio.to_thread(expand_paths, paths)
+            sources, _empty = await asyncio.to_thread(expand_paths, paths)
             if not sources:
                 self.message.show_error(tr(_CTX, "There are no files to upload in the chosen folders."))
                 return added
