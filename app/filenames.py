@@ -3,8 +3,8 @@
 A name taken from a URL or a ``Content-Disposition`` header is chosen by the remote side, so it is treated
 as hostile: it must never climb out of the target folder (``../../etc/passwd``), hit a device
 (``CON``, ``NUL``, ``COM1`` on Windows), hide control characters in a terminal, or exceed the 255-byte
-limit of common file systems. :func:`sanitize_filename` enforces all of that on every platform, so a file
-downloaded on Linux can still be copied to a Windows share.
+limit of common file systems -- together with the files a download keeps beside it. :func:`sanitize_filename`
+enforces all of that on every platform, so a file downloaded on Linux can still be copied to a Windows share.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import unicodedata
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_NAME = "download"
-MAX_NAME_BYTES = 255
+#: NAME_MAX of common file systems (ext4, APFS, NTFS in UTF-16 units, which UTF-8 bytes never undercount).
+FS_NAME_MAX = 255
+#: Room kept for what is appended to a saved name: the engine's sidecars (``.part.ckpt`` and its ``.tmp`` while
+#: being replaced, app.engine.checkpoint) and a `` (9999)`` that makes a name unique (app.manager.naming). A name
+#: cut to a bare 255 bytes saved nothing: its ``.part.ckpt`` could not be created ("File name too long").
+SUFFIX_ROOM = len(".part.ckpt.tmp") + len(" (9999)")
+MAX_NAME_BYTES = FS_NAME_MAX - SUFFIX_ROOM
 #: Longest suffix (dot included) kept intact when a name is shortened; longer "extensions" are just text.
 MAX_EXTENSION_CHARS = 16
 
@@ -38,11 +44,13 @@ def sanitize_filename(name: str | None, default: str = DEFAULT_NAME) -> str:
 
     Only the last path segment survives (``a/b\\c`` → ``c``), as RFC 6266 §4.3 recommends; control
     characters are dropped; characters Windows forbids become ``_``; trailing dots and spaces are trimmed;
-    reserved device names get a ``_`` prefix; the result is cut to 255 UTF-8 bytes keeping its extension.
+    reserved device names get a ``_`` prefix; the result is cut to MAX_NAME_BYTES of UTF-8 keeping its extension.
     The result is never empty, ``.`` or ``..``, and sanitising it again returns it unchanged.
     """
-    text = unicodedata.normalize("NFC", name or "")
-    text = "".join(ch for ch in text if not _is_bad_char(ch))
+    # Drop the bad characters first, then compose: a control or format character between a letter and its combining
+    # mark ("U\x1f\u0300") would otherwise block composition, and a second pass would compose what the first did not.
+    text = "".join(ch for ch in (name or "") if not _is_bad_char(ch))
+    text = unicodedata.normalize("NFC", text)
     segments = [s for s in re.split(r"[/\\]", text) if s.strip().strip(".")]
     text = segments[-1] if segments else ""
     text = "".join("_" if ch in _WINDOWS_FORBIDDEN else ch for ch in text)

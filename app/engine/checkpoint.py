@@ -73,25 +73,56 @@ def encode(ckpt: DownloadCheckpoint) -> bytes:
 def decode(raw: bytes) -> DownloadCheckpoint:
     try:
         outer = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: garbage such as a file full of "[" nests deeper than the parser goes. It must read as
+        # torn (start over), not escape as an internal error that fails the download for good.
         raise CheckpointError(f"checkpoint is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(outer, dict) or outer.get("magic") != MAGIC:
         raise CheckpointError("not a rusty-cat download checkpoint")
     if outer.get("version") != VERSION:
         raise CheckpointError(f"unsupported checkpoint version {outer.get('version')!r}")
     data = outer.get("data")
-    body = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    try:
+        body = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    except (RecursionError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint data cannot be hashed ({exc.__class__.__name__})") from None
     if hashlib.sha256(body.encode()).hexdigest() != outer.get("sha256"):
         raise CheckpointError("checkpoint self-hash mismatch (torn or edited file)")
     try:
         ckpt = DownloadCheckpoint(**data)
-        for spans in (ckpt.written, ckpt.durable):
-            for s, e in spans:
-                if not (isinstance(s, int) and isinstance(e, int) and 0 <= s <= e):
-                    raise CheckpointError("checkpoint holds an invalid range")
+        _check_fields(ckpt)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint fields are invalid: {exc}") from None
     return ckpt
+
+
+def _is_int(value: object) -> bool:
+    """An int that is not a bool (JSON ``true`` decodes to True, which isinstance(..., int) accepts)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_fields(ckpt: DownloadCheckpoint) -> None:
+    """Types and bounds of every field. The self-hash only proves the file is whole; a sidecar written by another
+    program (or edited and re-hashed) must still never hand the resume a string size or a ``true`` offset.
+    (Ranges past ``total_size`` are legal: a stream the server encoded despite identity can outgrow it.)"""
+    if not isinstance(ckpt.url, str):
+        raise CheckpointError("checkpoint url is not text")
+    for name in ("etag", "last_modified", "boot_id"):
+        if getattr(ckpt, name) is not None and not isinstance(getattr(ckpt, name), str):
+            raise CheckpointError(f"checkpoint {name} is not text")
+    if ckpt.total_size is not None and not (_is_int(ckpt.total_size) and ckpt.total_size >= 0):
+        raise CheckpointError("checkpoint total_size is not a byte count")
+    if not (_is_int(ckpt.chunk_size) and ckpt.chunk_size > 0):
+        raise CheckpointError("checkpoint chunk_size is not a positive byte count")
+    if not isinstance(ckpt.ranged, bool):
+        raise CheckpointError("checkpoint ranged is not a boolean")
+    for spans in (ckpt.written, ckpt.durable):
+        if not isinstance(spans, list):
+            raise CheckpointError("checkpoint ranges are not a list")
+        for span in spans:
+            if not (isinstance(span, list) and len(span) == 2 and _is_int(span[0]) and _is_int(span[1])
+                    and 0 <= span[0] <= span[1]):
+                raise CheckpointError("checkpoint holds an invalid range")
 
 
 def load(path: str) -> DownloadCheckpoint | None:

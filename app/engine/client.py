@@ -214,6 +214,7 @@ class MeowClient:
 def _check_http_url(url: str) -> None:
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
     except ValueError:
         raise MeowError(InnerErrorCode.PARAMETER_EMPTY, "malformed URL") from None
     if parts.scheme.lower() not in ("http", "https"):

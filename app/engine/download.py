@@ -22,7 +22,7 @@ from app.engine.protocols import BreakpointDownload, DownloadHeadCtx, DownloadRa
 from app.engine.ranges import ContentRangeError, RangeSet, parse_content_range, parse_unsatisfied_total, plan_segments
 from app.engine.ratelimit import consume_all
 from app.engine.redact import redact_url, strip_query
-from app.engine.run import RunContext, finish_despite_cancel, maybe_await, retrying, run_all
+from app.engine.run import RunContext, acquire_despite_cancel, finish_despite_cancel, maybe_await, retrying, run_all
 from app.engine.standard_download import StandardRangeDownload, content_length
 
 WRITE_BATCH = 4 << 20  # coalesce network reads into writes of up to this many bytes (capped at chunk size)
@@ -86,6 +86,7 @@ class _PartFile:
         self.durable = written.copy()
         self._run = run
         self._lock = threading.Lock()
+        self._closed = False  # set (under the lock) when the fd is closed: a late background save must not run
         self._dirty = asyncio.Event()
         self._last_durable = time.monotonic()
         self._saver: asyncio.Task[None] | None = None
@@ -115,6 +116,8 @@ class _PartFile:
         """Only ranges written *before* the fdatasync become durable, so a power cut never leaves zeros
         marked done."""
         with self._lock:
+            if self._closed:  # a save that lost the race with close(): the file is done with
+                return
             if durable:
                 (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
                 self.durable = snapshot
@@ -137,7 +140,9 @@ class _PartFile:
                 else:
                     (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
             finally:
-                os.close(self.fd)
+                with self._lock:
+                    self._closed = True
+                    os.close(self.fd)
 
         await finish_despite_cancel(self._run.ctx.in_thread(finish))
 
@@ -185,7 +190,7 @@ class DownloadRun:
                 self.fresh = True
 
     async def _transfer(self, probe: Probe) -> int:
-        part = await self.ctx.in_thread(self._open, probe)
+        part = await acquire_despite_cancel(self.ctx.in_thread(self._open, probe), lambda p: os.close(p.fd))
         part.start()
         ok = False
         try:
@@ -210,7 +215,8 @@ class DownloadRun:
             ok = True
         finally:
             await part.close(keep_checkpoint=not ok)
-        await self.ctx.in_thread(self._finish, total)
+        # Never let a pause return while the thread is still renaming the .part: a resumed run would open it anew.
+        await finish_despite_cancel(self.ctx.in_thread(self._finish, total))
         return total
 
     # ------------------------------------------------------------------ probe

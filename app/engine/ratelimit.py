@@ -42,13 +42,25 @@ class TokenBucket:
         self._tokens -= n
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
+    def wait_time(self) -> float:
+        """How long until the debt is paid at the rate in force now (0 when unlimited)."""
+        if self._rate is None:
+            return 0.0
+        self._refill()
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
     async def consume(self, n: int) -> None:
-        delay = self.debit(n)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await consume_all((self,), n)
+
+
+#: Longest single sleep: a limit raised or removed while a transfer waits takes effect within this time.
+MAX_SLEEP = 0.25
 
 
 async def consume_all(buckets: tuple[TokenBucket, ...], n: int) -> None:
+    """Debit n bytes from every bucket, then wait until all are out of debt. The wait is re-checked every
+    MAX_SLEEP seconds against the rates in force, so a limit changed while transfers run applies at once."""
     delay = max((b.debit(n) for b in buckets), default=0.0)
-    if delay > 0:
-        await asyncio.sleep(delay)
+    while delay > 0:
+        await asyncio.sleep(min(delay, MAX_SLEEP))
+        delay = max((b.wait_time() for b in buckets), default=0.0)

@@ -112,3 +112,18 @@ async def finish_despite_cancel(aw: Awaitable[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return fut.result()
+
+
+async def acquire_despite_cancel(aw: Awaitable[T], release: Callable[[T], object]) -> T:
+    """Await ``aw``, work that acquires something in a worker thread (opens a file); if the caller is cancelled
+    meanwhile, let the work end -- a thread cannot be interrupted -- and ``release`` what it acquired before the
+    cancellation goes on. A plain ``await ctx.in_thread(open...)`` cancelled by a pause drops the result: the
+    descriptor leaks, and the thread may still truncate or preallocate the file after the run counts as stopped,
+    under the run that resumes it."""
+    fut = asyncio.ensure_future(aw)
+    try:
+        return await finish_despite_cancel(fut)
+    except asyncio.CancelledError:
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            release(fut.result())
+        raise

@@ -14,7 +14,7 @@ from app.engine.fileio import O_BINARY, io_error, pread_exact
 from app.engine.protocols import BreakpointUpload, UploadChunkCtx, UploadPrepareCtx, UploadResumeInfo
 from app.engine.ranges import RangeSet
 from app.engine.ratelimit import consume_all
-from app.engine.run import RunContext, retrying, run_all
+from app.engine.run import RunContext, acquire_despite_cancel, retrying, run_all
 
 MAX_STALLED_CHUNKS = 3  # answers that don't move the server's nextByte forward before we give up
 
@@ -35,7 +35,7 @@ class UploadRun:
 
     async def run(self) -> tuple[int, str | None]:
         if self.task.upload_source is None:
-            self.fd = await self.ctx.in_thread(self._open_source)
+            self.fd = await acquire_despite_cancel(self.ctx.in_thread(self._open_source), os.close)
         try:
             info = await retrying(self._prepare, self.task.max_upload_prepare_retries, self.ctx.policy,
                                   "upload_prepare")

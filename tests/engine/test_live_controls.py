@@ -58,3 +58,19 @@ async def test_cancel_wait_released_lets_the_caller_delete_the_partial_file(srv:
             os.unlink(checkpoint_path(dest))
         await asyncio.sleep(0.5)
         assert not os.path.exists(part_path(dest)) and not os.path.exists(checkpoint_path(dest))
+
+
+async def test_raising_a_limit_wakes_a_transfer_that_is_sleeping_off_its_debt() -> None:
+    """The debt model sleeps after a read; at 1 KiB/s a 64 KiB read would sleep a minute. Lifting the limit
+    must end that wait within MAX_SLEEP, not after the old rate's delay."""
+    from app.engine.ratelimit import MAX_SLEEP, TokenBucket, consume_all
+
+    bucket = TokenBucket(1024)
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.ensure_future(consume_all((bucket,), 64 * KIB))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    started = loop.time()
+    bucket.set_rate(None)
+    await asyncio.wait_for(waiter, timeout=5)
+    assert loop.time() - started <= MAX_SLEEP + 0.1
