@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from app.engine.errors import MeowError
 from app.engine.redact import redact_text
 
@@ -14,3 +16,18 @@ def describe_error(err: MeowError) -> str:
 
 def code_name(err: MeowError) -> str:
     return getattr(err.code, "name", str(err.code))
+
+
+def describe_for_people(err: MeowError) -> str:
+    """The sentence first, the code last (for the window's Error column and notifications):
+    ``The server answered 404 Not Found (download_prepare HEAD failed: 404) [RESPONSE_STATUS_ERROR 109]``."""
+    msg = redact_text(err.msg) or "no details"
+    status = getattr(err, "status", None)
+    if isinstance(status, int) and status > 0:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+        head = f"The server answered {status} {reason}".rstrip()
+        return f"{head} ({msg}) [{code_name(err)} {int(err.code)}]"
+    return f"{msg[:1].upper()}{msg[1:]} [{code_name(err)} {int(err.code)}]"

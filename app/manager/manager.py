@@ -41,7 +41,7 @@ from app.engine.record import Direction
 from app.filenames import DEFAULT_NAME
 from app.manager.accounts import AccountError, AccountStore, resolve_remote
 from app.manager.database import APP_DIR_NAME, DB_FILE_NAME, Database
-from app.manager.error_text import describe_error
+from app.manager.error_text import describe_error, describe_for_people
 from app.manager.job_lock import JobLocks
 from app.manager.jobs import Job, JobOptions, JobStatus, new_job_id
 from app.manager.listener import ManagerListener, Totals
@@ -392,7 +392,7 @@ class TransferManager:
             task_id = await self._client.try_enqueue(task, None, lambda _t, payload, j=job: self._on_result(j, payload))
         except (MeowError, ManagerError, AccountError, SecretStoreUnavailable, ValueError) as exc:
             self._locks.release(job.id)
-            text = describe_error(exc) if isinstance(exc, MeowError) else str(exc)
+            text = describe_for_people(exc) if isinstance(exc, MeowError) else str(exc)
             self._set_status(job, JobStatus.FAILED, error=text)
             return
         self._task_of[job.id] = task_id
@@ -446,7 +446,7 @@ class TransferManager:
         if self._closing and status is JobStatus.PAUSED:
             status = None  # closing pauses the engine, not the user's intent: the next start resumes
         if status is not None and status is not job.status:
-            error = describe_error(rec.error) if rec.error is not None else None
+            error = describe_for_people(rec.error) if rec.error is not None else None
             self._set_status(job, status, error=error)
         job.speed = meter.rate() if job.status is JobStatus.ACTIVE else 0.0
         job.eta = meter.eta(job.total_bytes) if job.status is JobStatus.ACTIVE else None

@@ -50,6 +50,7 @@ __all__ = [
     "RESORT_COST_FACTOR",
     "RESORT_INTERVAL_MS",
     "Column",
+    "FilterKeyRole",
     "JobRole",
     "JobTableModel",
     "ProgressRole",
@@ -63,6 +64,8 @@ SortRole = int(Qt.ItemDataRole.UserRole) + 1
 JobRole = int(Qt.ItemDataRole.UserRole) + 2
 #: Progress as a float 0.0 .. 1.0, for the progress bar delegate.
 ProgressRole = int(Qt.ItemDataRole.UserRole) + 3
+#: "status\x1fname\x1fremote\x1ferror", casefolded: what the filter proxy's regular expression matches.
+FilterKeyRole = int(Qt.ItemDataRole.UserRole) + 4
 
 #: Pending changes are flushed at most this often (about ten repaints a second).
 FLUSH_INTERVAL_MS = 100
@@ -321,6 +324,8 @@ class JobTableModel(QAbstractTableModel):
             return job
         if role == ProgressRole:
             return job.progress
+        if role == FilterKeyRole:
+            return "\x1f".join((job.status.value, job.name, job.remote, job.error or "")).casefold()
         if role == _ALIGNMENT:
             return _RIGHT if column in _RIGHT_ALIGNED else None
         if role == _TOOLTIP:

@@ -248,9 +248,12 @@ class MainWindow(QMainWindow):
         header.setStretchLastSection(True)
         header.setSortIndicatorClearable(True)  # a third click goes back to arrival order
         header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
-        for column, width in ((Column.NAME, 260), (Column.DIRECTION, 90), (Column.REMOTE, 240), (Column.SIZE, 90),
+        for column, width in ((Column.NAME, 240), (Column.DIRECTION, 90), (Column.REMOTE, 180), (Column.SIZE, 90),
                               (Column.PROGRESS, 140), (Column.SPEED, 100), (Column.ETA, 80), (Column.STATUS, 90)):
             header.resizeSection(column, width)
+        # Status next to the progress bar: at the default window width it must be visible without scrolling.
+        # A layout the user saved (restored later) still wins.
+        header.moveSection(header.visualIndex(Column.STATUS), header.visualIndex(Column.PROGRESS) + 1)
         return view
 
     def _action(self, text: str, theme: str, fallback: QStyle.StandardPixmap | None,
