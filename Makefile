@@ -76,6 +76,8 @@ help:
 	@echo "make run     create .venv, install Rusty Cat and start it (ARGS='--self-test' etc.)"
 	@echo "make test    install test dependencies (Python + Debian), run ruff and pytest (PYTEST_ARGS=...)"
 	@echo "make lint    ruff check app tests"
+	@echo "make package build the installers for this OS (Linux: AppImage + .deb) and self-test them"
+	@echo "make bench   performance benchmarks against curl/aria2c (not part of make test)"
 	@echo "make clean   remove .venv, build output and caches"
 
 venv: $(STAMP)
@@ -146,6 +148,44 @@ lint: $(STAMP)
 bench: system-deps $(STAMP)
 	$(VENV_PY) -m tests.bench.run $(ARGS)
 
+# Installers (issue 7): `make package` builds this OS's PyInstaller bundle in its own venv (.venv-package: only
+# the runtime dependencies + PyInstaller, so test tools or a second Qt binding never reach the bundle), runs its
+# --self-test offscreen, and on Linux builds dist/Rusty_Cat-<version>-<arch>.AppImage and
+# dist/rusty-cat_<version>_<arch>.deb, self-tests both and fails above the size budget (packaging/bundle_config.py).
+# The Debian packages: Qt's runtime libraries, the xcb libraries PyInstaller copies into the bundle (so the
+# AppImage runs where libxcb-cursor0 is missing), the AppImage runtime's static libraries and tools, and GNOME
+# Keyring + D-Bus for the self-test that checks the frozen keyring picks the Secret Service.
+PKG_VENV := .venv-package
+PKG_PY := $(PKG_VENV)/bin/python
+PKG_STAMP := $(PKG_VENV)/.installed
+PACKAGE_DEBS := $(QT_DEBS) $(XCB_DEBS) binutils gcc libc6-dev libsquashfuse-dev libfuse3-dev zlib1g-dev libzstd-dev \
+                liblzma-dev liblz4-dev liblzo2-dev squashfs-tools dpkg gnome-keyring dbus
+
+.PHONY: package package-deps package-clean
+
+package-deps:
+	@$(call install_debs,$(PACKAGE_DEBS))
+
+$(PKG_STAMP): pyproject.toml packaging/requirements.txt packaging/constraints.txt
+	@$(PYTHON) -c '$(PY_VERSION_OK)' || { echo "error: packaging needs Python 3.11–3.13 (PYTHON=...)" >&2; exit 1; }
+	rm -rf $(PKG_VENV)
+	$(PYTHON) -m venv $(PKG_VENV)
+	$(PKG_PY) -m pip install -q --upgrade pip
+	mkdir -p build
+	$(PYTHON) packaging/build.py requirements > build/package-requirements.txt
+	$(PKG_PY) -m pip install -q -r packaging/requirements.txt -r build/package-requirements.txt -c packaging/constraints.txt
+	@touch $@
+
+package: package-deps $(PKG_STAMP)
+	@if [ "$$(uname -s)" = Linux ]; then \
+		$(PKG_PY) packaging/build.py linux; \
+	else \
+		$(PKG_PY) packaging/build.py bundle && $(PKG_PY) packaging/build.py selftest && $(PKG_PY) packaging/build.py sizes; \
+	fi
+
+package-clean:
+	rm -rf $(PKG_VENV) build/pyinstaller build/linux dist/rusty-cat "dist/Rusty Cat.app" dist/Rusty_Cat-* dist/rusty-cat_*
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-package build dist .pytest_cache .ruff_cache .hypothesis
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +

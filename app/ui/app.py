@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import shiboken6
 from PySide6.QtCore import (
     QCoreApplication,
+    QEvent,
     QLibraryInfo,
     QLocale,
     QObject,
@@ -33,7 +34,7 @@ from PySide6.QtCore import (
     QTimer,
     QTranslator,
 )
-from PySide6.QtGui import QCloseEvent, QIcon
+from PySide6.QtGui import QCloseEvent, QFileOpenEvent, QIcon
 from PySide6.QtWidgets import QApplication, QCheckBox, QMessageBox, QWidget
 
 from app.manager.manager import ManagerError
@@ -408,6 +409,22 @@ def install_signal_handlers(loop: asyncio.AbstractEventLoop, on_signal: Callable
         return timer
 
 
+class FileOpenForwarder(QObject):
+    """macOS hands "Open With", clicked links and Dock drops to a running app as QFileOpenEvent, not as argv:
+    pass them on like a second launch's arguments."""
+
+    def __init__(self, open_items: Callable[[list[str]], None]) -> None:
+        super().__init__()
+        self._open_items = open_items
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FileOpen and isinstance(event, QFileOpenEvent):
+            url = event.url()
+            self._open_items([url.toLocalFile() if url.isLocalFile() else url.toString()])
+            return True
+        return False
+
+
 def run_app(arguments: Sequence[str] = ()) -> int:
     """Run the desktop app; ``arguments`` are URLs and files from the command line. Returns the exit status.
 
@@ -435,6 +452,8 @@ def run_app(arguments: Sequence[str] = ()) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     shell = AppShell(TransferManager(), Preferences(), instance=instance)
+    file_open = FileOpenForwarder(shell.open_arguments)
+    app.installEventFilter(file_open)
     wakeup = install_signal_handlers(loop, shell.request_quit)
     try:
         with loop:
@@ -446,6 +465,7 @@ def run_app(arguments: Sequence[str] = ()) -> int:
         code = 1
     finally:
         asyncio.set_event_loop(None)
+        app.removeEventFilter(file_open)
         del wakeup, translators
     return code
 
@@ -453,6 +473,11 @@ def run_app(arguments: Sequence[str] = ()) -> int:
 def self_test() -> int:
     """Boot the real window offscreen on a throwaway data dir and settings, close it, exit 0 on success."""
     import qasync
+
+    from app.selftest_checks import run_self_checks
+
+    if not run_self_checks():  # providers, keyring, TLS, icons, versions
+        return 1
 
     # Forced, not defaulted: the self-test must never depend on (or pop up on) a display.
     os.environ["QT_QPA_PLATFORM"] = "offscreen"

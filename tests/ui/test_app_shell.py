@@ -404,3 +404,22 @@ def test_real_app_takes_a_handover_and_quits_cleanly_on_sigterm(qtbot, aloop, tm
 
     assert run_coro(qtbot, history(), timeout=20_000) == [url]
     assert not send_arguments(name, ["https://x/y"], 300)  # the socket is gone with the process
+
+
+def test_macos_file_open_events_reach_the_shell(qapp) -> None:
+    """Finder "Open With" and clicked links arrive as QFileOpenEvent on macOS; the forwarder turns them into
+    arguments (local path for file: URLs, the URL otherwise)."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QFileOpenEvent
+
+    from app.ui.app import FileOpenForwarder
+
+    received: list[list[str]] = []
+    forwarder = FileOpenForwarder(received.append)
+    qapp.installEventFilter(forwarder)
+    try:
+        QApplication.sendEvent(qapp, QFileOpenEvent(QUrl.fromLocalFile("/tmp/some file.iso")))
+        QApplication.sendEvent(qapp, QFileOpenEvent(QUrl("https://example.com/a.iso")))
+    finally:
+        qapp.removeEventFilter(forwarder)
+    assert received == [["/tmp/some file.iso"], ["https://example.com/a.iso"]]
