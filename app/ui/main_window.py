@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QPushButton,
     QSizePolicy,
     QSplitter,
     QStyle,
@@ -220,6 +221,7 @@ class MainWindow(QMainWindow):
 
         self.update_actions()
         self.refresh_status()
+        self.run_manager_call(self.check_keyring(), self.tr("Keyring"))
         if not self._restored_geometry:
             self.resize(1180, 640)
 
@@ -375,6 +377,35 @@ class MainWindow(QMainWindow):
         self.limit_label = QLabel(self)
         for label in (self.speed_label, self.active_label, self.limit_label):
             bar.addPermanentWidget(label)
+        # Shown only when no OS keyring is usable: the plain explanation and the explicit run-only choice.
+        self.keyring_warning = QLabel(self)
+        self.keyring_warning.setWordWrap(False)
+        self.keyring_button = QPushButton(self.tr("Keep secrets for this run only"), self)
+        self.keyring_button.clicked.connect(self.keep_secrets_for_this_run)
+        for widget in (self.keyring_warning, self.keyring_button):
+            widget.hide()
+            bar.insertPermanentWidget(0, widget)
+
+    async def check_keyring(self) -> None:
+        """Say plainly when secrets (account keys, signed links) cannot be kept, and offer the visible choice
+        of keeping them in memory until quit; never a silent plain-text file."""
+        secrets = getattr(self._manager, "secrets", None)
+        if secrets is None or await secrets.probe() or secrets.session_only:
+            return
+        self.keyring_warning.setText(self.tr("No OS keyring: secrets cannot be saved"))
+        self.keyring_warning.setToolTip(secrets.unavailable_reason or "")
+        self.keyring_warning.show()
+        self.keyring_button.show()
+
+    def keep_secrets_for_this_run(self) -> None:
+        secrets = getattr(self._manager, "secrets", None)
+        if secrets is not None:
+            secrets.allow_session_only()
+        self.keyring_warning.hide()
+        self.keyring_button.hide()
+        self.statusBar().showMessage(
+            self.tr("Secrets are kept in memory until Rusty Cat quits; signed links added now will need to be "
+                    "added again after a restart."), 10_000)
 
     # ---- settings -------------------------------------------------------------------------------------------
 

@@ -602,3 +602,38 @@ def test_a_destroyed_window_stops_listening(qtbot, aloop, manager: FakeManager, 
     win.deleteLater()
     qtbot.waitUntil(lambda: manager.listeners == [], timeout=2000)
     manager.make_job("after.bin")  # would raise "C++ object already deleted" if the dead model were still called
+
+
+class _NoKeyring:
+    """A SecretStore without a usable keyring (what a headless Linux session has)."""
+
+    unavailable_reason = "No usable OS keyring to keep secrets in: no keyring backend is available."
+
+    def __init__(self) -> None:
+        self.session_only = False
+
+    async def probe(self) -> bool:
+        return False
+
+    def allow_session_only(self) -> None:
+        self.session_only = True
+
+
+def test_no_keyring_is_said_plainly_with_an_explicit_run_only_choice(qtbot, aloop, manager: FakeManager,
+                                                                      prefs: Prefs) -> None:
+    secrets = _NoKeyring()
+    manager.secrets = secrets  # type: ignore[attr-defined]
+    win = MainWindow(manager, prefs)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(win.keyring_button.isVisible, timeout=3000)
+    assert "keyring" in win.keyring_warning.text().lower()
+    assert "no keyring backend" in win.keyring_warning.toolTip()
+    assert not secrets.session_only  # nothing is chosen for the user
+    qtbot.mouseClick(win.keyring_button, Qt.MouseButton.LeftButton)
+    assert secrets.session_only and not win.keyring_button.isVisible()
+
+
+def test_a_usable_keyring_shows_no_warning(qtbot, window: MainWindow) -> None:
+    qtbot.wait(50)
+    assert not window.keyring_button.isVisible() and not window.keyring_warning.isVisible()
