@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSizePolicy, QStyle, QWidget
+from PySide6.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLayout, QSizePolicy, QStyle, QWidget
 
 
 def tr(context: str, text: str) -> str:
@@ -100,3 +100,11 @@ class TaskOwner:
     def cancel_all(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+def add_layout_row(form: QFormLayout, text: str, row: QLayout, buddy: QWidget) -> None:
+    """A form row whose field is a layout: Qt gives such a row's label no buddy, so its "&" mnemonic would show
+    as a literal ampersand and the shortcut would go nowhere."""
+    label = QLabel(text, form.parentWidget())
+    label.setBuddy(buddy)
+    form.addRow(label, row)

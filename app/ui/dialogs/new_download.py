@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.manager.jobs import Job, JobOptions
 from app.manager.manager import ManagerError
-from app.ui.dialogs.common import MessageLine, TaskOwner, pick_directory, tr
+from app.ui.dialogs.common import MessageLine, TaskOwner, add_layout_row, pick_directory, tr
 from app.ui.preferences import MAX_CONNECTIONS
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class NewDownloadDialog(QDialog):
 
         form = QFormLayout()
         form.addRow(tr(_CTX, "&URLs:"), self.urls_edit)
-        form.addRow(tr(_CTX, "Save &in:"), folder_row)
+        add_layout_row(form, tr(_CTX, "Save &in:"), folder_row, self.folder_edit)
         form.addRow(tr(_CTX, "&Connections:"), self.connections_spin)
         form.addRow(tr(_CTX, "SHA-&256:"), self.sha256_edit)
 

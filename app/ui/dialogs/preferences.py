@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.dialogs.common import MessageLine, pick_directory, tr
+from app.ui.dialogs.common import MessageLine, add_layout_row, pick_directory, tr
 from app.ui.preferences import (
     MAX_CHUNK_SIZE,
     MAX_CONNECTIONS,
@@ -85,7 +85,7 @@ class PreferencesDialog(QDialog):
         transfers_form.addRow(tr(_CTX, "Simultaneous &uploads:"), self.max_uploads_spin)
         transfers_form.addRow(tr(_CTX, "&Connections per download:"), self.connections_spin)
         transfers_form.addRow(tr(_CTX, "C&hunk size:"), self.chunk_spin)
-        transfers_form.addRow(tr(_CTX, "Global &speed limit (0 = unlimited):"), speed_row)
+        add_layout_row(transfers_form, tr(_CTX, "Global &speed limit (0 = unlimited):"), speed_row, self.speed_spin)
 
         # Places
         self.download_dir_edit = QLineEdit(self)
@@ -98,7 +98,7 @@ class PreferencesDialog(QDialog):
         self.upload_remote_edit.setPlaceholderText(tr(_CTX, "Ask every time (or oss://, azure://, https://…)"))
         places = QGroupBox(tr(_CTX, "Default destinations"), self)
         places_form = QFormLayout(places)
-        places_form.addRow(tr(_CTX, "Download &folder:"), dir_row)
+        add_layout_row(places_form, tr(_CTX, "Download &folder:"), dir_row, self.download_dir_edit)
         places_form.addRow(tr(_CTX, "Upload &destination:"), self.upload_remote_edit)
 
         # Window
