@@ -10,6 +10,7 @@ they survive a killed process, not a reboot. The kernel's boot id tells which ca
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -140,14 +141,19 @@ def write_atomic(path: str, payload: bytes, *, durable: bool) -> None:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # a full disk: don't leave a half-written temp file holding space
+            os.unlink(tmp)
+        raise
     if durable:
         fsync_dir(os.path.dirname(os.path.abspath(path)))
 

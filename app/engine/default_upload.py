@@ -19,7 +19,7 @@ from app.engine.protocols import TransferTask, UploadChunkCtx, UploadPrepareCtx,
 from app.engine.redact import redact_text
 
 MAX_RETRY_AFTER = 60.0
-_PIECE = 256 * 1024
+_PIECE = 1 << 20  # body pieces handed to httpx: large, so the per-piece overhead vanishes
 
 
 class MultipartBody:

@@ -76,75 +76,163 @@ class _Segment:
 
 
 class _PartFile:
-    """The open ``.part`` file, its done-ranges and a coalescing checkpoint writer."""
+    """The open ``.part`` file, its done-ranges and the checkpoint that records them.
+
+    Each batch is recorded and checkpointed by the worker thread that wrote it, right after the write (one trip to
+    a thread per batch, not two), so a kill -9 loses at most what was not yet written. Saves coalesce: one thread
+    saves at a time and picks up whatever other threads recorded meanwhile. Once a second while bytes flow, a save
+    on the loop's side also makes the data durable (fdatasync).
+    """
 
     def __init__(self, fd: int, ckpt_path: str, ckpt: DownloadCheckpoint, written: RangeSet, run: DownloadRun):
         self.fd = fd
         self.ckpt_path = ckpt_path
         self.ckpt = ckpt
-        self.written = written
+        self.written = written  # changed under ``_lock`` (worker threads record into it)
         self.durable = written.copy()
         self._run = run
-        self._lock = threading.Lock()
-        self._closed = False  # set (under the lock) when the fd is closed: a late background save must not run
+        self._lock = threading.Lock()  # guards written, durable, _unsaved, _closed, _save_error: never held for I/O
+        self._saving = threading.Lock()  # held by the one thread writing the checkpoint (or closing the fd)
+        self._unsaved = False  # ranges recorded since the last save began
+        self._closed = False  # set when the fd is closed: a late save must not run
+        self._save_error: OSError | None = None
+        self._save_warned = False
         self._dirty = asyncio.Event()
         self._last_durable = time.monotonic()
         self._saver: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Start the background checkpoint writer (on the loop; the file was opened in a worker thread)."""
-        self._saver = asyncio.get_running_loop().create_task(self._save_loop())
+        """Start the once-a-second durable saver (on the loop; the file was opened in a worker thread)."""
+        self._saver = asyncio.get_running_loop().create_task(self._durable_loop())
 
-    def mark_written(self, start: int, end: int) -> None:
-        self.written.add(start, end)
-        self._dirty.set()
+    def done_bytes(self) -> int:
+        with self._lock:
+            return self.written.total()
+
+    def missing(self, total: int) -> list[tuple[int, int]]:
+        with self._lock:
+            return self.written.missing(total)
 
     def reset(self) -> None:
-        self.written = RangeSet()
-        self.durable = RangeSet()
+        with self._lock:
+            self.written = RangeSet()
+            self.durable = RangeSet()
+            self._unsaved = True
 
-    async def _save_loop(self) -> None:
+    # -------------------------------------------------------------- worker threads
+    def write(self, buffers: list[bytes], at: int) -> int:
+        """Write a batch at ``at``, record it and checkpoint it (in a worker thread)."""
+        n = pwrite_all(self.fd, buffers, at)
+        with self._lock:
+            self.written.add(at, at + n)
+            self._unsaved = True
+        self._save_unsaved()
+        return n
+
+    def _save_unsaved(self) -> None:
+        """Save until every recorded range is in the checkpoint, unless another thread is saving: that one goes
+        round again for what we recorded. A failing save (a full disk) is kept for the loop to report; the data
+        itself went into reserved space, so the download goes on and the next batch tries to save again."""
+        while self._saving.acquire(blocking=False):
+            try:
+                while True:
+                    with self._lock:
+                        if not self._unsaved or self._closed:
+                            break
+                        self._unsaved = False
+                        snapshot = self.written.copy()
+                    try:
+                        self._write_checkpoint(snapshot, durable=False)
+                    except OSError as exc:
+                        with self._lock:
+                            self._unsaved = True
+                            self._save_error = exc
+                        return
+            finally:
+                self._saving.release()
+            with self._lock:
+                if not self._unsaved or self._closed:
+                    return
+            # a batch was recorded after our last look but before we let go: go round again
+
+    def save_sync(self, durable: bool) -> None:
+        """Save now, waiting for a save in progress (in a worker thread)."""
+        with self._saving:
+            with self._lock:
+                if self._closed:  # a save that lost the race with close(): the file is done with
+                    return
+                self._unsaved = False
+                snapshot = self.written.copy()
+            try:
+                self._write_checkpoint(snapshot, durable)
+            except OSError:
+                with self._lock:
+                    self._unsaved = True
+                raise
+
+    def _write_checkpoint(self, snapshot: RangeSet, durable: bool) -> None:
+        """Only ranges written *before* the fdatasync become durable, so a power cut never leaves zeros marked
+        done. The caller holds ``_saving``."""
+        if durable:
+            (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
+            with self._lock:
+                self.durable = snapshot
+        with self._lock:
+            durable_spans = self.durable.spans
+        self.ckpt.written = [list(s) for s in snapshot.spans]
+        self.ckpt.durable = [list(s) for s in durable_spans]
+        checkpoint.write_atomic(self.ckpt_path, checkpoint.encode(self.ckpt), durable=durable)
+
+    # -------------------------------------------------------------- the loop
+    def written_batch(self) -> None:
+        """A batch was recorded (on the loop): wake the durable saver, report a failing save once."""
+        self._dirty.set()
+        error = self._save_error
+        if error is not None and not self._save_warned:
+            self._save_warned = True
+            log.warn("download_chunk", f"cannot save checkpoint {self.ckpt_path}: {error.strerror or error}")
+
+    async def _durable_loop(self) -> None:
         while True:
             await self._dirty.wait()
+            wait = DURABLE_INTERVAL - (time.monotonic() - self._last_durable)
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._dirty.clear()
-            durable = time.monotonic() - self._last_durable >= DURABLE_INTERVAL
-            await self._run.ctx.in_thread(self.save_sync, self.written.copy(), durable)
-            if durable:
-                self._last_durable = time.monotonic()
-
-    def save_sync(self, snapshot: RangeSet, durable: bool) -> None:
-        """Only ranges written *before* the fdatasync become durable, so a power cut never leaves zeros
-        marked done."""
-        with self._lock:
-            if self._closed:  # a save that lost the race with close(): the file is done with
-                return
-            if durable:
-                (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
-                self.durable = snapshot
-            self.ckpt.written = [list(s) for s in snapshot.spans]
-            self.ckpt.durable = [list(s) for s in self.durable.spans]
-            checkpoint.write_atomic(self.ckpt_path, checkpoint.encode(self.ckpt), durable=durable)
+            try:
+                await self._run.ctx.in_thread(self.save_sync, True)
+            except OSError as exc:
+                with self._lock:
+                    self._save_error = exc
+                self.written_batch()
+                continue
+            self._last_durable = time.monotonic()
 
     async def close(self, keep_checkpoint: bool) -> None:
-        """Stop the writer, make the data durable, record it (unless the file is complete and about to be
-        renamed) and close the fd. Runs to the end even while the task is being cancelled, so a pause never
-        loses what reached the disk."""
+        """Stop the saver, make the data durable, record it (unless the file is complete and about to be renamed)
+        and close the fd. Runs to the end even while the task is being cancelled, so a pause never loses what
+        reached the disk."""
         if self._saver is not None:
             self._saver.cancel()
-        snapshot = self.written.copy()
 
         def finish() -> None:
-            try:
-                if keep_checkpoint:
-                    self.save_sync(snapshot, durable=True)
-                else:
-                    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
-            finally:
-                with self._lock:
-                    self._closed = True
+            with self._saving:
+                try:
+                    if keep_checkpoint:
+                        with self._lock:
+                            snapshot = self.written.copy()
+                        self._write_checkpoint(snapshot, durable=True)
+                    else:
+                        (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
+                finally:
+                    with self._lock:
+                        self._closed = True
                     os.close(self.fd)
 
-        await finish_despite_cancel(self._run.ctx.in_thread(finish))
+        try:
+            await finish_despite_cancel(self._run.ctx.in_thread(finish))
+        except OSError as exc:  # e.g. ENOSPC saving the checkpoint: a DiskFull/IoError, not an internal error
+            raise io_error(exc, f"cannot save the download checkpoint {self.ckpt_path}") from None
 
 
 class DownloadRun:
@@ -195,7 +283,7 @@ class DownloadRun:
         ok = False
         try:
             total = probe.total
-            self.ctx.report(part.written.total(), total or 0)
+            self.ctx.report(part.done_bytes(), total or 0)
             if total == 0:
                 pass
             elif total is None or probe.ranged is False:
@@ -209,7 +297,7 @@ class DownloadRun:
                         raise _invalid(f"download GET requires 206 Partial Content, got 200: {text}") from None
                     log.info("download_chunk", "server ignored Range; downloading again as one stream")
                     total = await self._stream(part, probe)
-            holes = part.written.missing(total)
+            holes = part.missing(total)
             if holes:  # never call a file with holes complete, whatever went wrong above
                 raise MeowError(InnerErrorCode.INVALID_RANGE, f"download incomplete: byte ranges {holes[:3]} missing")
             ok = True
@@ -328,7 +416,7 @@ class DownloadRun:
             if probe.total:
                 preallocate(fd, probe.total)
             part = _PartFile(fd, self.ckpt_path, ckpt, written, self)
-            part.save_sync(written, durable=True)
+            part.save_sync(durable=True)
             return part
         except OSError as exc:
             os.close(fd)
@@ -377,7 +465,7 @@ class DownloadRun:
 
     # ------------------------------------------------------------------ ranged, parallel
     async def _ranged(self, part: _PartFile, probe: Probe, total: int) -> None:
-        queue = deque(_Segment(s, e) for s, e in plan_segments(part.written.missing(total), self.task.chunk_size,
+        queue = deque(_Segment(s, e) for s, e in plan_segments(part.missing(total), self.task.chunk_size,
                                                                  self.workers))
         active: list[_Segment] = []
 
@@ -605,21 +693,21 @@ class _BatchWriter:
         buffers, self.buf = self.buf, []
         at, self.offset, self.size = self.offset, self.offset + self.size, 0
         try:
-            fut = asyncio.get_running_loop().run_in_executor(self.run.ctx.pool, pwrite_all, self.part.fd, buffers, at)
+            fut = asyncio.get_running_loop().run_in_executor(self.run.ctx.pool, self.part.write, buffers, at)
         except RuntimeError:  # pool shut down (client closing): nothing more can be written
             return
         fut.add_done_callback(lambda f: self._written(f, at))
         self.inflight = fut
 
     def _written(self, fut: asyncio.Future[int], at: int) -> None:
-        """Record a batch the moment the kernel has it (not when the next batch fills), so a kill loses at
-        most the batch still being received."""
+        """The batch is written and recorded (in the checkpoint too, unless a save was still running: then that
+        save's next round has it): advance the segment and report progress at once, so a kill loses at most
+        the batch still being received."""
         if fut.cancelled() or fut.exception() is not None:
             return
-        n = fut.result()
-        self.part.mark_written(at, at + n)
-        self.seg.pos = at + n
-        self.run.ctx.report(self.part.written.total(), self.total)
+        self.seg.pos = at + fut.result()
+        self.part.written_batch()
+        self.run.ctx.report(self.part.done_bytes(), self.total)
 
     async def _settle(self) -> None:
         if self.inflight is None:

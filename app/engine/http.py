@@ -12,23 +12,9 @@ from urllib.parse import quote
 import httpcore
 import httpx
 
+from app.engine import nettune
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.redact import REDACTED, SECRET_HEADERS, SECRET_PARAMS, redact_text
-
-#: httpcore reads 64 KiB per recv; larger reads cut per-byte CPU by ~60% on bulk bodies (measured, see
-#: reference §5.2). It is an internal class attribute, so it is set here only, for versions we have checked.
-HTTPCORE_READ_NUM_BYTES = 256 * 1024
-_TUNED_HTTPCORE = ("1.0.",)
-
-
-def tune_httpcore() -> bool:
-    """Raise httpcore's socket read size, once; returns whether the tuning applied to this version."""
-    if not version("httpcore").startswith(_TUNED_HTTPCORE):
-        return False
-    from httpcore._async.http11 import AsyncHTTP11Connection
-
-    AsyncHTTP11Connection.READ_NUM_BYTES = max(AsyncHTTP11Connection.READ_NUM_BYTES, HTTPCORE_READ_NUM_BYTES)
-    return True
 
 
 def _keepalive_options(keepalive: float) -> list[tuple[int, int, int]]:
@@ -49,13 +35,13 @@ def build_client(timeout: float, keepalive: float, max_connections: int = 64) ->
     so the engine's retry policy sees every failure.
     """
     try:
-        tune_httpcore()
         transport = httpx.AsyncHTTPTransport(
             retries=0,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                                 keepalive_expiry=30.0),
             socket_options=_keepalive_options(keepalive),
         )
+        nettune.install(transport)  # the tuned data path, where the installed httpx is one it knows
         return httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(connect=timeout, read=timeout, write=timeout, pool=None),
@@ -89,10 +75,24 @@ def _installed() -> bool:
 def transport_error(exc: BaseException, what: str) -> MeowError:
     """Every network-level failure (connect, reset, timeout, broken body) is a retryable HttpError."""
     kind = type(exc).__name__
-    detail = redact_text(str(exc)) or kind
+    detail = redact_text(str(exc)) or _cause_text(exc, kind)
     if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
         detail = f"timed out ({kind})"
     return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: {detail}")
+
+
+def _cause_text(exc: BaseException, kind: str) -> str:
+    """httpx wraps an OS error in message-less exceptions (a reset reads "ReadError"); name the cause instead,
+    e.g. "ReadError: [Errno 104] Connection reset by peer", so the error says what happened."""
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen and len(seen) < 8:
+        seen.add(id(cause))
+        text = redact_text(str(cause))
+        if text:
+            return f"{kind}: {text}"
+        cause = cause.__cause__ or cause.__context__
+    return kind
 
 
 #: The slowest steady rate at which a server may drain an upload body from our socket buffers before the wait for

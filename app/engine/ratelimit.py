@@ -60,7 +60,10 @@ MAX_SLEEP = 0.25
 async def consume_all(buckets: tuple[TokenBucket, ...], n: int) -> None:
     """Debit n bytes from every bucket, then wait until all are out of debt. The wait is re-checked every
     MAX_SLEEP seconds against the rates in force, so a limit changed while transfers run applies at once."""
-    delay = max((b.debit(n) for b in buckets), default=0.0)
+    delay = 0.0
+    for bucket in buckets:  # called per network read: unlimited buckets (the usual case) cost one test each
+        if bucket.rate is not None:
+            delay = max(delay, bucket.debit(n))
     while delay > 0:
         await asyncio.sleep(min(delay, MAX_SLEEP))
         delay = max((b.wait_time() for b in buckets), default=0.0)

@@ -26,7 +26,7 @@ from app.engine.callbacks import CallbackDispatcher, CompleteCallback, ProgressC
 from app.engine.config import MeowConfig
 from app.engine.download import DownloadRun
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.fileio import file_digest, new_pool
+from app.engine.fileio import content_md5, file_digest, new_pool
 from app.engine.http import build_client, release_connections
 from app.engine.ids import TaskId
 from app.engine.protocols import TransferTask
@@ -246,8 +246,8 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         if task.upload_source is not None:
             return await loop.run_in_executor(self.pool, lambda: hashlib.md5(task.upload_source).hexdigest())
-        try:
-            return await loop.run_in_executor(self.pool, file_digest, task.file_path, "md5", stop)
+        try:  # from the per-user cache when this file version was hashed before (a resume, a repeat)
+            return await loop.run_in_executor(self.pool, content_md5, task.file_path, stop, None, file_digest)
         except FileNotFoundError:
             raise MeowError(InnerErrorCode.FILE_NOT_FOUND, f"upload source not found: {task.file_path}") from None
         except OSError as exc:
