@@ -414,9 +414,11 @@ async def _run(args: argparse.Namespace, state: _Run) -> int:
         options = JobOptions(connections=args.connections, chunk_size=args.chunk_size,
                              sha256=getattr(args, "sha256", None), rate_limit=args.limit_rate)
         manager.retries = args.retries
-        if not await manager.secrets.probe():
+        needs_secret = bool(args.header) or redact_url(args.url) != args.url
+        if needs_secret and not await manager.secrets.probe():
             # The CLI never needs a job's signed URL or headers after it exits (a rerun passes them again), so
             # memory is fine for those; account secrets still need a keyring and fail clearly without one.
+            # Plain URLs skip the probe: keyring's backend discovery costs ~0.1 s of start-up.
             manager.secrets.allow_session_only()
         try:
             if args.command == "download":
