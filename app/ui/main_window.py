@@ -221,7 +221,8 @@ class MainWindow(QMainWindow):
 
         self.update_actions()
         self.refresh_status()
-        self.run_manager_call(self.check_keyring(), self.tr("Keyring"))
+        if getattr(manager, "secrets", None) is not None:
+            self.run_manager_call(self.check_keyring(), self.tr("Keyring"))
         if not self._restored_geometry:
             self.resize(1180, 640)
 
