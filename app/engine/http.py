@@ -14,7 +14,10 @@ import httpx
 
 from app.engine import nettune
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.redact import REDACTED, SECRET_HEADERS, SECRET_PARAMS, redact_text
+from app.engine.redact import REDACTED, SECRET_HEADERS, SECRET_PARAMS, install_log_redaction, redact_text
+
+# httpx logs every request's full URL at INFO: redact signatures there too, whoever turns that logging on.
+install_log_redaction("httpx", "httpcore")
 
 
 def _keepalive_options(keepalive: float) -> list[tuple[int, int, int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -54,3 +55,26 @@ def strip_query(url: str) -> str:
 def redact_headers(headers: dict[str, str] | list[tuple[str, str]]) -> list[tuple[str, str]]:
     items = headers.items() if isinstance(headers, dict) else headers
     return [(k, REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in items]
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts URLs in the records of a logger we do not own: httpx logs every request's full URL at INFO
+    ("HTTP Request: GET https://…?sig=…"), which would put a signed URL's signature in any program's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return True
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def install_log_redaction(*logger_names: str) -> None:
+    """Add the redacting filter once to each named logger (idempotent)."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

@@ -191,9 +191,14 @@ class TransferManager:
                             loop.create_task(self._external_loop())]
         if restore:
             for job in list(self._jobs.values()):
-                if job.status.wants_to_run:
-                    job.status = JobStatus.QUEUED
-                    await self._start(job)
+                if not job.status.wants_to_run:
+                    continue
+                if job.direction is Direction.DOWNLOAD and await asyncio.to_thread(_download_finished, job):
+                    # The process died between the engine's rename and the history write: done, not again.
+                    self._set_status(job, JobStatus.COMPLETED)
+                    continue
+                job.status = JobStatus.QUEUED
+                await self._start(job)
 
     async def close(self) -> None:
         """Pause every transfer (each keeps its partial state) and close the history. The jobs' intent stays
@@ -738,6 +743,19 @@ def display_remote(remote: str) -> str:
 def _account_of(remote: str) -> str | None:
     parts = urlsplit(remote)
     return parts.netloc if parts.scheme.lower() in ("oss", "azure") else None
+
+
+def _download_finished(job: Job) -> bool:
+    """The engine renames ``.part`` into place only once the file is complete (and verified): a destination of the
+    job's size with no ``.part`` or checkpoint left, after bytes had been written, is that finished download."""
+    if job.done_bytes <= 0 or job.total_bytes <= 0:
+        return False
+    if os.path.lexists(part_path(job.local_path)) or os.path.lexists(checkpoint_path(job.local_path)):
+        return False
+    try:
+        return os.path.getsize(job.local_path) == job.total_bytes
+    except OSError:
+        return False
 
 
 def _delete_partial(dest: str) -> None:
