@@ -158,6 +158,7 @@ class TransferManager:
         self._opened = False
         self._adopt = False  # run unfinished jobs of processes that died (the app, not the CLI)
         self._foreign: set[str] = set()  # jobs another process is running: their locks are checked each poll
+        self._written_at: dict[str, float] = {}  # our own last write of each row, so the poll skips our writes
         self._seen_updated_at = 0.0
 
     # ------------------------------------------------------------------ life cycle
@@ -358,6 +359,7 @@ class TransferManager:
             self._locks.release(job.id, delete=True)
             raise
         row = _row_of(job, job.id in self._with_secret)
+        self._written_at[job.id] = row["updated_at"]
         await self._db.run(lambda c: c.execute(
             f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())))
         self._jobs[job.id] = job
@@ -587,6 +589,7 @@ class TransferManager:
             self._locks.release(job.id, delete=True)
             del self._jobs[job.id]
             self._with_secret.discard(job.id)
+            self._written_at.pop(job.id, None)
             self._changed.pop(job.id, None)
             self._unsaved.pop(job.id, None)
             removed.append(job.id)
@@ -672,6 +675,8 @@ class TransferManager:
                 for i in self._unsaved if (j := self._jobs.get(i)) is not None
                 and not (j.error == RUNNING_ELSEWHERE and not self._locks.held(j.id))]
         self._unsaved.clear()
+        for row in rows:
+            self._written_at[row[-1]] = now
         if rows:
             await self._db.run(lambda c: c.executemany(
                 "UPDATE jobs SET status=?, total_bytes=?, done_bytes=?, error=?, result=?, finished_at=?, "
@@ -693,6 +698,9 @@ class TransferManager:
             for row in rows:
                 self._seen_updated_at = max(self._seen_updated_at, row["updated_at"])
                 job = self._jobs.get(row["id"])
+                if job is not None and (row["updated_at"] <= self._written_at.get(job.id, 0.0)
+                                        or job.id in self._unsaved):
+                    continue  # our own write (or we know newer than the row): not news from another process
                 if job is None:
                     job = _job_from_row(row)
                     self._jobs[job.id] = job

@@ -345,3 +345,33 @@ async def test_the_app_takes_over_a_job_whose_process_went_away(srv: TestHttpSer
     finally:
         await other_cli.close()
         await app.close()
+
+
+async def test_the_poll_for_other_processes_never_restarts_our_own_finished_job(
+        srv: TestHttpServer, downloads: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our own progress writes come back in the poll for other processes' changes; a row that still says
+    "active" from before our completion was written must not turn the job back into a running one."""
+    import app.manager.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "EXTERNAL_POLL_INTERVAL", 0.02)
+    srv.add_file("/once.bin", blob(600 * KIB, seed=41))
+    srv.rate_limit = 400 * KIB
+    m = TransferManager(data_dir)
+    await m.open()
+    try:
+        job = await m.add_download(srv.url("/once.bin"), str(downloads))
+        await until(lambda: job.status is JobStatus.COMPLETED)
+        await until(lambda: db_rows(data_dir)[0]["status"] == "completed")
+        # What the poll sees when it reads one of our older writes after the job completed: the row says active
+        # (same updated_at as our own write) and the poll has not read it before.
+        conn = sqlite3.connect(data_dir / "history.sqlite3")
+        with conn:
+            conn.execute("UPDATE jobs SET status='active' WHERE id=?", (job.id,))
+        conn.close()
+        m._seen_updated_at = 0.0
+        gets = srv.count("GET")
+        await asyncio.sleep(0.6)  # many polls
+        assert job.status is JobStatus.COMPLETED and job.error is None
+        assert srv.count("GET") == gets, "the finished download was started again"
+    finally:
+        await m.close()
