@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ipaddress
 import json
 import logging
 import posixpath
@@ -81,6 +80,7 @@ from app.providers.api import (
     PresignedRequest,
 )
 from app.providers.azure_blob import X_MS_VERSION, is_sas_url
+from app.providers.azure_blob.sas import is_path_style_host
 
 __all__ = [
     "AUTHS", "Account", "AccountError", "AccountKeyringError", "AccountStore", "Auth", "PresignServiceSource",
@@ -148,22 +148,11 @@ def secret_key(name: str) -> str:
     return f"account:{name}"
 
 
-def _is_path_style_host(host: str) -> bool:
-    """The Azure emulator (an IP literal or localhost) puts the account in the path; Azure in the host name."""
-    if host == "localhost":
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _azure_container_of(endpoint: str) -> str | None:
     """The container an Azure endpoint names (``…/container``), or None for the account's service URL."""
     parts = urlsplit(endpoint)
     segments = [unquote(s) for s in parts.path.split("/") if s]
-    if _is_path_style_host(parts.hostname or ""):
+    if is_path_style_host(parts.hostname or ""):
         segments = segments[1:]
     return segments[0] if segments else None
 

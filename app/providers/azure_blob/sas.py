@@ -83,7 +83,7 @@ def _parse_time(name: str, value: str, url: str) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def _is_path_style(host: str) -> bool:
+def is_path_style_host(host: str) -> bool:
     """The emulator (IP literal or localhost) puts the account in the path; Azure uses the host."""
     if host == "localhost":
         return True
@@ -143,7 +143,7 @@ class SasUrl:
 
         segments = [unquote(s) for s in parts.path.split("/")[1:]]
         account = None
-        if _is_path_style(parts.hostname):
+        if is_path_style_host(parts.hostname):
             if not segments or not segments[0]:
                 raise ValueError(f"an emulator SAS URL needs /account/container in its path: {shown}")
             account, segments = segments[0], segments[1:]
