@@ -329,6 +329,13 @@ def _start_slow_download(srv: TestHttpServer, cwd: Path) -> tuple[bytes, list[st
     return data, args, proc
 
 
+def _recorded(cwd: Path) -> int:
+    """Bytes the (stopped) first run's checkpoint says are written."""
+    saved = checkpoint.load(str(cwd / "movie.bin.part.ckpt"))
+    assert saved is not None, "no checkpoint after the first run"
+    return sum(end - start for start, end in saved.written)
+
+
 def _resume(srv: TestHttpServer, cwd: Path, args: list[str], data: bytes) -> tuple[int, int]:
     """Let the first run's server threads notice the dead peer, then rerun at full speed: (B1, B2)."""
     time.sleep(0.3)
@@ -348,12 +355,14 @@ def test_kill_9_mid_download_then_rerun_resumes(srv: TestHttpServer, cwd: Path) 
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     assert (cwd / "movie.bin.part").exists() and not (cwd / "movie.bin").exists()
+    recorded = _recorded(cwd)
     b1, b2 = _resume(srv, cwd, args, data)
     assert b1 >= 2 * MiB
     assert b2 < SIZE, "the rerun downloaded everything again instead of resuming"
-    # What the server sent in run 1 but never became durable: at most one chunk per segment lost in the
-    # writer plus one in-flight batch per segment.
-    assert b2 <= SIZE - b1 + 2 * CONNS * CHUNK, (b1, b2)
+    # What the server sent in run 1 but the checkpoint does not hold: at most one chunk per segment lost in the
+    # writer plus one in-flight batch (socket buffers) per segment. Counted from the checkpoint, not from the
+    # rerun's traffic, which work stealing inflates (a stolen tail's bytes already sat in socket buffers).
+    assert b1 - recorded <= 2 * CONNS * CHUNK, (b1, recorded)
 
 
 def _wait_until_quiet(path: Path, at_least: float, quiet: float, timeout: float = 15.0) -> None:
@@ -391,9 +400,7 @@ def test_kill_9_loses_less_than_one_chunk_per_segment(srv: TestHttpServer, cwd: 
     _wait_until_quiet(cwd / "movie.bin.part.ckpt", at_least=0.7, quiet=0.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
-    saved = checkpoint.load(str(cwd / "movie.bin.part.ckpt"))
-    assert saved is not None
-    recorded = sum(end - start for start, end in saved.written)
+    recorded = _recorded(cwd)
     b1, _b2 = _resume(srv, cwd, args, data)
     assert b1 == CONNS * per_segment
     # Bytes the CLI had received in run 1 but not recorded, so the rerun must fetch them again. (Counted from the
@@ -412,9 +419,10 @@ def test_signal_mid_download_exits_130_and_rerun_resumes(signum: signal.Signals,
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert (cwd / "movie.bin.part.ckpt").exists() and not (cwd / "movie.bin").exists()
+    recorded = _recorded(cwd)
     b1, b2 = _resume(srv, cwd, args, data)
     assert b2 < SIZE
-    assert b2 <= SIZE - b1 + 2 * CONNS * CHUNK, (b1, b2)
+    assert b1 - recorded <= 2 * CONNS * CHUNK, (b1, recorded)
 
 
 def test_kill_9_mid_upload_then_rerun_resumes(srv: TestHttpServer, cwd: Path) -> None:
