@@ -44,6 +44,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,7 @@ class Child:
                                      text=True, env=env)
         self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.last: dict[str, Any] | None = None  # the latest progress line
-        self.reopened: set[str] = set()  # jobs the child saw running again after they completed
+        self.reopened: Counter[str] = Counter()  # job name -> times the child saw it run again after completing
         threading.Thread(target=self._pump, name="crash-child-stdout", daemon=True).start()
 
     def _pump(self) -> None:
@@ -128,7 +129,7 @@ class Child:
         if kind == "progress":
             self.last = event
         elif kind == "reopened":
-            self.reopened.add(event["name"])
+            self.reopened[event["name"]] += 1
 
     def next_event(self, deadline: float) -> dict[str, Any] | None:
         """The next line (progress lines are remembered in ``last``); None when the child's stdout ended."""
@@ -561,8 +562,8 @@ def _close_run(rnd: Round, svc: Services, what: str, child: Child, final: bool =
     Known gaps are allowed one extra transfer of the file each, and counted, not hidden: a kill after an OSS upload
     completed but before the history recorded it makes the restart send it again
     (test_kill_between_completion_and_history_write). (The manager's poll of its own history used to start a job
-    that had just completed anew; test_the_history_poll_does_not_restart_a_job_that_just_completed guards the
-    fix.)"""
+    that had just completed anew, sometimes several times in a row; the child still reports it, and
+    test_the_history_poll_does_not_restart_a_job_that_just_completed guards the fix.)"""
     svc.settle(rnd.jobs)
     history = {} if final else _history_status(rnd)
     for job in rnd.jobs:
@@ -576,10 +577,11 @@ def _close_run(rnd: Round, svc: Services, what: str, child: Child, final: bool =
             rnd.notes.append(f"{job.name} was transferred again after a kill between its completion and the "
                              f"history write ({waste} bytes)")
             limit += job.size
-        if job.name in child.reopened and waste > limit:
-            rnd.reopened_runs += 1
-            rnd.notes.append(f"{job.name} completed and was started again in the same run ({waste} bytes)")
-            limit += job.size
+        again = child.reopened[job.name]
+        if again and waste > limit:
+            rnd.reopened_runs += again
+            rnd.notes.append(f"{job.name} completed and was started again {again}x in the same run ({waste} bytes)")
+            limit += again * job.size
         job.in_window = point == job.size and history.get(str(job.local)) not in (None, "completed")
         where = f"round {rnd.index} (seed {rnd.seed}) {what}: {job.name}"
         trace = job.trace()
