@@ -24,6 +24,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -530,9 +531,10 @@ def remount(path: Path, mode: str) -> None:
 
 
 def fill(directory: Path, leave: int = 0) -> Path:
-    """Fill the file system of ``directory`` until ENOSPC (or until ``leave`` bytes are free)."""
+    """Fill the file system of ``directory`` until ENOSPC (or until ``leave`` bytes are free); a second call tops
+    the same filler up."""
     filler = directory / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "ab") as f:
         while True:
             free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
             if free <= leave:
@@ -543,6 +545,35 @@ def fill(directory: Path, leave: int = 0) -> Path:
             except OSError:
                 break
     return filler
+
+
+class KeptFull:
+    """Keeps a file system full from ``start()`` until ``stop()``. One fill is not enough while a run goes on: a
+    checkpoint save in flight at the moment of filling holds the page of its temp file, and its rename then frees
+    the old checkpoint's page, which the run's final save would use instead of failing."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.filler: Path | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._top_up, name="kept-full", daemon=True)
+
+    def start(self) -> None:
+        if self.filler is None:
+            self.filler = fill(self.directory)
+            self._thread.start()
+
+    def _top_up(self) -> None:
+        while not self._stop.wait(0.001):
+            fill(self.directory)
+
+    def stop(self) -> None:
+        """Stop topping up and free the space."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.filler is not None:
+            self.filler.unlink()
 
 
 async def failed_first_run(h: Harness, dest: Path, data: bytes) -> list[tuple[int, int]]:
@@ -603,19 +634,20 @@ def dl_disk_full_mid_run(then_fail: bool) -> Scenario:
         h.put_remote(data)
         with tmpfs(tmp / "small") as mnt:
             dest = mnt / "f.bin"
-            fillers: list[Path] = []
-            h.fault("truncate", "body_get", after_bytes=PROGRESS, times=1,
-                    on_apply=lambda _: fillers.append(fill(mnt)))
-            if not then_fail:
-                assert_downloaded(await run_task(h.download_task(dest, workers=1)), dest, data, cell)
-                assert fillers, "the disk never filled up"
-                note("disk filled after the space was reserved: the bytes still landed", local_fault=True)
-                return COMPLETE
-            note("", local_fault=True)
-            h.status_fault("body_get", 503, "ServerBusy", "busy", times=-1)
-            run = await run_task(h.download_task(dest, workers=1, retries=1))
+            full = KeptFull(mnt)
+            h.fault("truncate", "body_get", after_bytes=PROGRESS, times=1, on_apply=lambda _: full.start())
+            try:
+                if not then_fail:
+                    assert_downloaded(await run_task(h.download_task(dest, workers=1)), dest, data, cell)
+                    assert full.filler is not None, "the disk never filled up"
+                    note("disk filled after the space was reserved: the bytes still landed", local_fault=True)
+                    return COMPLETE
+                note("", local_fault=True)
+                h.status_fault("body_get", 503, "ServerBusy", "busy", times=-1)
+                run = await run_task(h.download_task(dest, workers=1, retries=1))
+            finally:
+                full.stop()
             done = assert_download_kept(run, dest, data, E.DISK_FULL, ("no space left",))
-            fillers[0].unlink()
             await resume_download(h, cell, dest, data, done)
         return FAILED_RESUMED
 
