@@ -145,6 +145,9 @@ class TransferManager:
         self._job_of: dict[TaskId, str] = {}
         self._meters: dict[str, RateMeter] = {}
         self._with_secret: set[str] = set()  # jobs whose full remote/headers are in the keyring
+        # What this process stored for a job, kept in memory for the job's own runs: a file-backed keyring written
+        # by two processes at once keeps only the last writer's file, so reading our own entry back can fail.
+        self._stored_secrets: dict[str, str] = {}
         self._last_record: dict[str, float] = {}
         self._changed: dict[str, None] = {}  # ordered set: jobs to report to listeners
         self._unsaved: dict[str, None] = {}  # jobs whose progress is not yet in the history
@@ -368,13 +371,15 @@ class TransferManager:
     async def _store_secret(self, job: Job, full_remote: str, headers: Sequence[tuple[str, str]]) -> None:
         if full_remote == job.remote and not headers:
             self._with_secret.discard(job.id)
+            self._stored_secrets.pop(job.id, None)
             return
+        secret = json.dumps({"remote": full_remote, "headers": [list(h) for h in headers]})
         try:
-            await self.secrets.set(_secret_key(job.id), json.dumps(
-                {"remote": full_remote, "headers": [list(h) for h in headers]}))
+            await self.secrets.set(_secret_key(job.id), secret)
         except SecretStoreUnavailable as exc:
             raise ManagerError(str(exc), usage=False) from None
         self._with_secret.add(job.id)
+        self._stored_secrets[job.id] = secret
 
     async def _resolve(self, remote: str, direction: Direction) -> Any:
         try:
@@ -410,7 +415,7 @@ class TransferManager:
         remote, headers = job.remote, []
         secret = None
         if job.id in self._with_secret:
-            secret = await self.secrets.get(_secret_key(job.id))
+            secret = self._stored_secrets.get(job.id) or await self.secrets.get(_secret_key(job.id))
             if secret is None:
                 raise ManagerError("this job's signed URL is no longer in the keyring (was it kept for one run "
                                    "only?); add the transfer again")
@@ -589,6 +594,7 @@ class TransferManager:
             self._locks.release(job.id, delete=True)
             del self._jobs[job.id]
             self._with_secret.discard(job.id)
+            self._stored_secrets.pop(job.id, None)
             self._written_at.pop(job.id, None)
             self._changed.pop(job.id, None)
             self._unsaved.pop(job.id, None)

@@ -235,6 +235,29 @@ async def test_signed_url_and_headers_stay_out_of_the_history(manager: TransferM
     assert not any("TOPSECRET" in v for v in memory_keyring.values.values())
 
 
+async def test_a_job_keeps_its_signed_url_when_another_process_overwrites_the_keyring(
+        manager: TransferManager, srv: TestHttpServer, downloads: Path, memory_keyring: MemoryKeyring,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file keyring written by two processes at once keeps only the last writer's file: our job's entry can
+    vanish right after we stored it, before the job's first run reads it back. Every run of the job in this
+    process (the first, and a retry) still uses the signed URL and headers it was given."""
+    data = blob(300 * KIB, seed=8)
+    url = srv.url("/signed-later.bin") + "?token=TOPSECRETsignature"
+    stored: list[str] = []
+    monkeypatch.setattr(memory_keyring, "set_password", lambda _service, _user, value: stored.append(value))
+    job = await manager.add_download(url, str(downloads), headers=[("Authorization", "Bearer hunter2-token")])
+    await until(lambda: job.status is JobStatus.FAILED)  # 404: not there yet
+    assert stored and memory_keyring.values == {}, "the keyring should have lost our entry"
+    srv.add_file("/signed-later.bin", data)
+    await manager.retry([job.id])
+    await until(lambda: job.status in (JobStatus.COMPLETED, JobStatus.FAILED))
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert sha((downloads / "signed-later.bin").read_bytes()) == sha(data)
+    sent = [r for r in srv.requests if r.path == "/signed-later.bin"]
+    assert len(sent) >= 2 and all("token=TOPSECRETsignature" in r.query for r in sent)
+    assert all(r.headers.get("authorization") == "Bearer hunter2-token" for r in sent)
+
+
 async def test_bad_input_is_refused_with_a_clear_error(manager: TransferManager, downloads: Path,
                                                        tmp_path: Path) -> None:
     for url, words in (("ftp://example.com/x", "unsupported URL scheme"), ("http://", "no host"),
