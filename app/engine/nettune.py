@@ -15,6 +15,9 @@ more. So:
 * httpcore reads up to :data:`READ_NUM_BYTES` per call instead of 64 KiB.
 * h11's receive buffer passes body reads through as they are, instead of copying every body byte four times on
   the way from the socket to httpx (:func:`_zero_copy_buffer_class`).
+
+And one fix that is not about speed but lives here because it touches httpcore's internals too: the
+:class:`ReclaimingConnectionPool`, which keeps httpcore's pool from losing connection slots to cancelled requests.
 """
 
 from __future__ import annotations
@@ -150,15 +153,98 @@ def _zero_copy_buffer_class() -> type:
 
 
 def install(transport: httpx.AsyncHTTPTransport) -> bool:
-    """Make ``transport`` use :class:`SocketBackend` (and tune the libraries); False, leaving the transport as it
-    was, on untested versions or a transport of another shape (a proxy)."""
+    """Make ``transport`` use :class:`SocketBackend` and a :class:`ReclaimingConnectionPool` (and tune the
+    libraries); False, leaving the transport as it was, on untested versions or a transport of another shape (a
+    proxy)."""
     if not tune_libraries():
         return False
     pool = getattr(transport, "_pool", None)
     if type(pool) is not httpcore.AsyncConnectionPool or not hasattr(pool, "_network_backend"):
         return False
     pool._network_backend = SocketBackend()
+    pool.__class__ = ReclaimingConnectionPool
     return True
+
+
+# ---------------------------------------------------------------------------------------------- the pool
+class ReclaimingConnectionPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool, made safe for the engine's cancellations: pause, cancel and close cancel requests in flight,
+    and a task is often cancelled again while it unwinds. httpcore 1.0 loses a connection slot for good when
+
+    * a request is cancelled again while httpcore cleans up after a first cancellation -- in ``send``, in the body
+      iterator or in ``aclose`` (encode/httpcore#1115): the connection stays ACTIVE, and the request may even stay
+      queued in the pool;
+    * a request is cancelled while its new connection is being set up (encode/httpcore#1093): the connection stays
+      NEW, neither idle, closed nor reusable.
+
+    Once ``max_connections`` slots are lost, every later request waits for a connection forever (the engine sets no
+    pool timeout): a long control storm left every transfer "pending". So httpcore sees each request cancelled at
+    most once (:func:`_cancel_once`), and a connection that no request in the pool is using yet is neither idle nor
+    closed is an orphan: it is closed and its slot given back.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        serving = {id(r.connection) for r in self._requests if r.connection is not None}
+        orphans = [c for c in self._connections if id(c) not in serving and not (c.is_idle() or c.is_closed())]
+        for connection in orphans:
+            self._connections.remove(connection)
+        return orphans + super()._assign_requests_to_connections()
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        send = super().handle_async_request
+        response = await _cancel_once(send(request), lambda r: _cancel_once(r.aclose(), forward=False))
+        response.stream = _StreamCancelledOnce(response.stream)
+        return response
+
+
+class _StreamCancelledOnce:
+    """A response body whose reads see the caller's cancellation at most once, and whose close never sees it (a
+    close interrupted at any await leaves the request queued in the pool)."""
+
+    def __init__(self, stream: typing.Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        parts = self._stream.__aiter__()
+        while True:
+            try:
+                part = await _cancel_once(parts.__anext__())
+            except StopAsyncIteration:
+                return
+            yield part
+
+    async def aclose(self) -> None:
+        await _cancel_once(self._stream.aclose(), forward=False)
+
+
+T = typing.TypeVar("T")
+
+
+async def _cancel_once(aw: typing.Awaitable[T], discard: typing.Callable[[T], typing.Awaitable[object]] | None = None,
+                       *, forward: bool = True) -> T:
+    """Await ``aw`` in its own task, passing the first cancellation of the caller on to it (none if not
+    ``forward``) and then waiting for it to finish, however often the caller is cancelled again: httpcore's clean-up
+    after a cancellation is then never itself interrupted. A result that arrives after the caller was cancelled is
+    handed to ``discard``; the caller's cancellation is raised once ``aw`` is done."""
+    inner = asyncio.ensure_future(aw)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(inner)
+            break
+        except asyncio.CancelledError:
+            if inner.cancelled():
+                raise
+            if not cancelled and forward:
+                inner.cancel()
+            cancelled = True
+            if inner.done():
+                break  # finished (or failed) just as we were cancelled
+    if cancelled:
+        if not inner.cancelled() and inner.exception() is None and discard is not None:
+            await discard(inner.result())
+        raise asyncio.CancelledError
+    return inner.result()
 
 
 # ---------------------------------------------------------------------------------------------- the streams

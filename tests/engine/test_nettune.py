@@ -238,6 +238,43 @@ async def test_a_busy_stream_still_lets_the_loop_run() -> None:
         b.close()
 
 
+async def _stream_until_cancelled(client: httpx.AsyncClient, url: str) -> None:
+    async with client.stream("GET", url) as resp:
+        async for _ in resp.aiter_raw():
+            await asyncio.sleep(0)
+
+
+@needs_tuning
+@pytest.mark.asyncio
+@pytest.mark.parametrize("extra_cancels", [0, 3], ids=["cancelled-once", "cancelled-again-while-unwinding"])
+async def test_cancelled_requests_never_use_up_the_pool(srv: TestHttpServer, extra_cancels: int) -> None:
+    """httpcore 1.0 loses a pool slot for good when a request is cancelled while its connection is set up, or
+    cancelled again while it cleans up (encode/httpcore#1093, #1115); with ``max_connections`` slots lost every
+    request waits forever. Hundreds of requests cancelled at random points (connecting, waiting for the headers,
+    mid-body, closing), some several times, leave the pool clean and a fresh request goes through."""
+    srv.add_file("/f.bin", os.urandom(300_000))
+    srv.rate_limit = 200_000  # 1.5 s per body: every cancel lands mid-exchange
+    rng = __import__("random").Random(5)
+    async with tuned_client(limits=httpx.Limits(max_connections=4)) as client:
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        for _ in range(300):
+            task = asyncio.ensure_future(_stream_until_cancelled(client, srv.url("/f.bin")))
+            await asyncio.sleep(rng.random() * 0.01)
+            task.cancel()
+            for _ in range(rng.randint(0, extra_cancels)):
+                await asyncio.sleep(rng.choice([0, 0, 0.0005]))
+                task.cancel()
+            started = time.monotonic()
+            await asyncio.gather(task, return_exceptions=True)
+            assert time.monotonic() - started < 1.0, "a cancelled request read on instead of stopping"
+            assert task.cancelled()
+        assert not pool._requests, "cancelled requests left queued in the pool"
+        assert all(c.is_idle() or c.is_closed() for c in pool.connections), pool.connections
+        srv.rate_limit = None
+        resp = await asyncio.wait_for(client.get(srv.url("/f.bin")), 5)
+        assert resp.status_code == 200 and len(resp.content) == 300_000
+
+
 @needs_tuning
 @pytest.mark.asyncio
 async def test_close_wakes_a_waiting_read() -> None:
