@@ -4,9 +4,12 @@ new one. One small JSON file per session, written atomically, self-hashed, never
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,28 @@ class UploadSessionStore:
         payload = json.dumps({"magic": MAGIC, "version": VERSION, "sha256": hashlib.sha256(body.encode()).hexdigest(),
                               "data": data}, sort_keys=True, separators=(",", ":")).encode()
         write_atomic(str(self._path(key)), payload, durable=True)
+
+    def prune(self, max_age: float, finished: Callable[[dict[str, Any]], bool]) -> int:
+        """Remove the sessions older than ``max_age`` seconds that ``finished`` says are only records of a finished
+        upload (never a resumable one); returns how many. Best effort: a file that cannot be read or removed stays."""
+        cutoff = time.time() - max_age
+        removed = 0
+        try:
+            paths = list(self.directory.glob("*.upload.json"))
+        except OSError:
+            return 0
+        for path in paths:
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+            except OSError:
+                continue
+            data = self.load(path.name.removesuffix(".upload.json"))
+            if data is not None and finished(data):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def remove(self, key: str) -> None:
         try:

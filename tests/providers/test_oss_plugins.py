@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -133,8 +135,10 @@ def stored(srv: FakeOssServer) -> bytes | None:
     return None if obj is None else obj.data
 
 
-def session_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.upload.json")) if directory.exists() else []
+def session_files(directory: Path, *, completed: bool = False) -> list[Path]:
+    """The open (resumable) upload sessions; with ``completed``, the records that finished uploads leave."""
+    paths = sorted(directory.glob("*.upload.json")) if directory.exists() else []
+    return [p for p in paths if json.loads(p.read_text())["data"].get("completed", False) is completed]
 
 
 def part_numbers(srv: FakeOssServer, since: int = 0) -> list[int]:
@@ -177,7 +181,8 @@ async def test_direct_upload_sends_parallel_parts_and_checks_the_crc(srv: FakeOs
     assert sorted(part_numbers(srv)) == list(range(1, N_PARTS + 1))
     puts = [c for c in srv.calls if c.op == "UploadPart"]
     assert all("content-md5" in c.headers and "content-type" not in c.headers for c in puts)
-    assert session_files(sessions) == []  # done: the session is gone
+    assert session_files(sessions) == []  # done: nothing left to resume,
+    assert len(session_files(sessions, completed=True)) == 1  # only the record of the completion
     assert srv.multipart_uploads == {}
 
 
@@ -705,6 +710,55 @@ async def test_a_restart_after_a_complete_whose_answer_was_lost_finds_the_object
     ops = [c.op for c in srv.calls[mark:]]
     assert ops[0] == "HeadObject" and "UploadPart" not in ops and "InitiateMultipartUpload" not in ops
     assert session_files(sessions) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["direct", "presigned"])
+async def test_an_upload_run_again_after_it_completed_is_recognised_by_head(
+        srv: FakeOssServer, src: Path, tmp_path: Path, kind: str) -> None:
+    """A process killed after the Complete but before its caller recorded the completion (the manager's history)
+    runs the upload again on restart. The record the completed upload left says what the object must be: HEAD
+    finds it (size and CRC-64), and nothing is uploaded again. If the object has been replaced since, the record
+    is dropped and the file is uploaded afresh."""
+    sessions = tmp_path / "sessions"
+
+    def plugin() -> AliOssDirectUpload | AliOssPresignedUpload:
+        if kind == "direct":
+            return direct_upload(srv, sessions)
+        return AliOssPresignedUpload(Presigner(srv), session_dir=sessions)
+
+    final, _ = await run(upload_task(plugin(), src, srv.object_url(BUCKET, KEY)))
+    assert final.status is S.COMPLETE, final.error
+    assert session_files(sessions) == [] and len(session_files(sessions, completed=True)) == 1
+    mark = len(srv.calls)
+    final, rec = await run(upload_task(plugin(), src, srv.object_url(BUCKET, KEY)))
+    assert final.status is S.COMPLETE, final.error
+    obj = srv.get_object(BUCKET, KEY)
+    assert obj is not None and rec.completes[0][1] == obj.etag
+    assert [c.op for c in srv.calls[mark:]] == ["HeadObject"]
+
+    srv.put_object(BUCKET, KEY, b"someone else's object")
+    mark = len(srv.calls)
+    final, _ = await run(upload_task(plugin(), src, srv.object_url(BUCKET, KEY)))
+    assert final.status is S.COMPLETE, final.error
+    assert stored(srv) == DATA
+    ops = [c.op for c in srv.calls[mark:]]
+    assert ops[:2] == ["HeadObject", "InitiateMultipartUpload"] and ops.count("UploadPart") == N_PARTS
+    assert session_files(sessions) == [] and len(session_files(sessions, completed=True)) == 1
+
+
+def test_old_completion_records_are_pruned_but_never_an_open_session(tmp_path: Path) -> None:
+    from app.providers.session_store import UploadSessionStore
+
+    store = UploadSessionStore(tmp_path)
+    store.save("done-old", {"completed": True})
+    store.save("done-new", {"completed": True})
+    store.save("open-old", {"completed": False})
+    old = time.time() - 31 * 24 * 3600
+    for key in ("done-old", "open-old"):
+        os.utime(tmp_path / f"{key}.upload.json", (old, old))
+    assert store.prune(30 * 24 * 3600, lambda data: data.get("completed") is True) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done-new.upload.json", "open-old.upload.json"]
 
 
 @pytest.mark.asyncio

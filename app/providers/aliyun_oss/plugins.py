@@ -89,6 +89,10 @@ MIN_PART_SIZE = 100 * 1024  # OSS refuses a smaller non-last part at Complete (E
 MAX_PART_SIZE = 5 << 30
 MAX_RETRY_AFTER = 60.0
 LIST_PARTS_PAGE = 1000
+#: How long the session file of a completed upload is kept. A process killed between the Complete and the moment
+#: its caller recorded the completion (the manager's history) restarts the upload; this record, verified by HEAD
+#: (size and CRC-64), tells it the object is already there instead of sending the file again.
+COMPLETED_RETENTION = 30 * 24 * 3600.0
 #: ``<Error>`` codes in a 200 Complete body that a retry may cure (S3 documents InternalError there).
 _TRANSIENT_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"})
 
@@ -253,6 +257,7 @@ class _Upload:
     parts: dict[int, PartRecord] = field(default_factory=dict)
     completing: bool = False
     expected_crc: int | None = None  # the object's CRC-64, recorded when Complete is first sent
+    completed: bool = False  # Complete succeeded (the object was verified): the session file is only a record
     session: _SessionFile | None = None
     limiter: asyncio.Semaphore | None = None
 
@@ -286,7 +291,8 @@ class _Upload:
     def snapshot(self, kind: str, with_parts: bool) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": kind, "upload_id": self.upload_id, "part_size": self.part_size,
                                 "total_size": self.total, "identity": dict(self.identity),
-                                "completing": self.completing, "expected_crc": self.expected_crc}
+                                "completing": self.completing, "expected_crc": self.expected_crc,
+                                "completed": self.completed}
         if with_parts:
             data["parts"] = {str(n): [p.etag, p.crc64, p.size] for n, p in sorted(self.parts.items())}
         return data
@@ -307,7 +313,7 @@ def _parse_session(data: dict[str, Any], kind: str, key: str, total: int) -> _Up
         identity = {str(k): str(v) for k, v in (data.get("identity") or {}).items()}
         expected = data.get("expected_crc")
         return _Upload(key, upload_id, part_size, total, identity, parts, bool(data.get("completing")),
-                       expected if isinstance(expected, int) else None)
+                       expected if isinstance(expected, int) else None, data.get("completed") is True)
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -385,6 +391,9 @@ class _OssMultipartUpload:
             etag = await self._completed_before(client, upload)
             if etag is not None:
                 return UploadResumeInfo(completed_file_id=etag)
+            if upload.completed:  # the object was replaced or deleted since: upload it again
+                await self._forget(upload)
+                upload = None
         if upload is not None:
             upload = await self._resume(client, upload)
         if upload is None:
@@ -468,7 +477,7 @@ class _OssMultipartUpload:
                             retryable=False)
         if server_crc is None or expected is None:
             log.warn("upload_complete", "OSS CompleteMultipartUpload: no CRC-64 to verify the object against")
-        await self._forget(upload)
+        await self._retire(upload)
         return result.etag or resp.headers.get("etag")
 
     async def abort_upload(self, client: httpx.AsyncClient, task: TransferTask) -> None:
@@ -509,6 +518,20 @@ class _OssMultipartUpload:
     async def _persist(self, upload: _Upload) -> None:
         if upload.session is not None:
             await upload.session.save(upload.snapshot(self.kind, self.remember_parts))
+
+    async def _retire(self, upload: _Upload) -> None:
+        """The upload is complete: drop it here, and keep its session file as a record of the completion (see
+        :data:`COMPLETED_RETENTION`), pruning records older than that."""
+        if self._uploads.get(upload.key) is upload:
+            del self._uploads[upload.key]
+        if upload.expected_crc is None or self.store is None:
+            await self._forget(upload)  # nothing to verify a later HEAD against: no record
+            return
+        upload.completing = upload.completed = True
+        if upload.session is None:
+            upload.session = _SessionFile(self.store, upload.key)
+        await self._persist(upload)
+        await asyncio.to_thread(self.store.prune, COMPLETED_RETENTION, lambda data: data.get("completed") is True)
 
     async def _forget(self, upload: _Upload) -> None:
         """The upload is finished, aborted or gone: drop it here and on disk."""
@@ -559,7 +582,11 @@ class _OssMultipartUpload:
             return None
         log.info("upload_prepare", f"OSS upload {upload.upload_id} was completed before the restart "
                  "(verified size and CRC-64)")
-        await self._abort_quietly(client, upload)  # no-op (NoSuchUpload) unless Complete never got there
+        if not upload.completed:
+            await self._abort_quietly(client, upload)  # no-op (NoSuchUpload) unless Complete never got there
+            await self._retire(upload)
+        elif self._uploads.get(upload.key) is upload:
+            del self._uploads[upload.key]
         return resp.headers.get("etag")
 
     async def _verify_after_lost_complete(self, client: httpx.AsyncClient, upload: _Upload,
@@ -586,7 +613,7 @@ class _OssMultipartUpload:
                             retryable=False)
         log.info("upload_complete", f"OSS upload {upload.upload_id} was completed by an earlier attempt "
                  "(verified size and CRC-64)")
-        await self._forget(upload)
+        await self._retire(upload)
         return resp.headers.get("etag")
 
 
