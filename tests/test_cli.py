@@ -561,6 +561,37 @@ def test_progress_bar_drawn_on_a_terminal(srv: TestHttpServer, cwd: Path) -> Non
     assert file_sha256(cwd / "x.bin") == sha256(data)
 
 
+# ---------------------------------------------------------------------------------------------- start-up
+_LOADED_PROVIDERS = ("import json, sys; from app.cli import main; rc = main(sys.argv[1:]); "
+                     "print(json.dumps([rc, sorted(m for m in sys.modules if m.startswith('app.providers'))]))")
+
+
+def test_plain_url_transfers_do_not_load_the_provider_plugins(srv: TestHttpServer, cwd: Path) -> None:
+    """Every CLI start pays for what it imports (README "Performance"): the OSS and Azure plugins load only for a
+    URL or account that needs them, never for a plain http(s) download or default-protocol upload."""
+    data = payload(64 * KiB)
+    srv.add_file("/p/plain.bin", data)
+    (cwd / "up.bin").write_bytes(data)
+    for args in (["download", srv.url("/p/plain.bin"), "-o", "plain.bin"], ["upload", "up.bin", srv.url("/upload")]):
+        child = subprocess.run([sys.executable, "-c", _LOADED_PROVIDERS, *args], cwd=cwd, env=cli_env(),
+                               capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        assert child.returncode == 0, child.stderr
+        rc, providers = json.loads(child.stdout.splitlines()[-1])
+        assert rc == 0, child.stderr
+        assert providers == [], f"{args[0]} loaded {providers}"
+    assert file_sha256(cwd / "plain.bin") == sha256(data)
+
+
+def test_a_sas_url_loads_the_azure_plugin(srv: TestHttpServer, cwd: Path) -> None:
+    """The other side of the test above: the check sees provider imports when there are some."""
+    sas = srv.url("/c/blob.bin") + "?sv=2021-08-06&sr=b&sp=r&se=2000-01-01T00%3A00%3A00Z&sig=c2ln"
+    child = subprocess.run([sys.executable, "-c", _LOADED_PROVIDERS, "download", sas, "-o", "b.bin", "--retries", "0"],
+                           cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    rc, providers = json.loads(child.stdout.splitlines()[-1])
+    assert rc == 1  # the test server is no Azure: the download fails, after the plugin was chosen
+    assert "app.providers.azure_blob.plugins" in providers
+
+
 # ---------------------------------------------------------------------------------------------- accounts
 def _accounts_env(tmp_path: Path) -> dict[str, str]:
     """A file keyring in a private XDG tree: the test machines have no Secret Service."""

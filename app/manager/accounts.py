@@ -65,22 +65,9 @@ from app.engine.record import Direction
 from app.engine.redact import redact_text, redact_url, strip_query
 from app.manager.database import Database
 from app.manager.secrets import SecretStore, SecretStoreLocked, SecretStoreUnavailable
-from app.providers.aliyun_oss import OssCredentials, OssV4Signer, clock_for_endpoint, parse_error
-from app.providers.aliyun_oss.plugins import learn_skew
-from app.providers.api import (
-    AliOssDirectDownload,
-    AliOssDirectUpload,
-    AliOssPresignedDownload,
-    AliOssPresignedUpload,
-    AzureBlobDirectDownload,
-    AzureBlobDirectUpload,
-    AzureBlobSasDownload,
-    AzureBlobSasUpload,
-    AzureSharedKey,
-    PresignedRequest,
-)
-from app.providers.azure_blob import X_MS_VERSION, is_sas_url
-from app.providers.azure_blob.sas import is_path_style_host
+
+# The provider plugins (OSS, Azure, presigned URLs) are imported where an account or a URL needs them, never here:
+# a plain http(s) transfer does not load them (about 30 ms of every CLI start, README "Performance").
 
 __all__ = [
     "AUTHS", "Account", "AccountError", "AccountKeyringError", "AccountStore", "Auth", "PresignServiceSource",
@@ -150,6 +137,8 @@ def secret_key(name: str) -> str:
 
 def _azure_container_of(endpoint: str) -> str | None:
     """The container an Azure endpoint names (``…/container``), or None for the account's service URL."""
+    from app.providers.azure_blob.sas import is_path_style_host
+
     parts = urlsplit(endpoint)
     segments = [unquote(s) for s in parts.path.split("/") if s]
     if is_path_style_host(parts.hostname or ""):
@@ -264,6 +253,8 @@ def normalize_secret(account: Account, secret: str | None) -> str | None:
     if account.auth in (Auth.ACCESS_KEY, Auth.BEARER, Auth.PRESIGN_SERVICE) and re.search(r"\s", value):
         raise AccountError("the secret must not contain spaces")
     if account.auth is Auth.SHARED_KEY:
+        from app.providers.azure_blob import AzureSharedKey
+
         try:
             AzureSharedKey(account.fields.get("account_name", ""), value)
         except ValueError as exc:  # the provider's messages never echo the key
@@ -541,6 +532,9 @@ _OSS_AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "Req
 
 async def _probe_oss_access_key(client: httpx.AsyncClient, account: Account, secret: str | None) -> str:
     """Signed GET of the service root (ListBuckets)."""
+    from app.providers.aliyun_oss import OssCredentials, OssV4Signer, clock_for_endpoint, parse_error
+    from app.providers.aliyun_oss.plugins import learn_skew
+
     assert secret is not None
     host = urlsplit(account.endpoint).netloc
     signer = OssV4Signer(OssCredentials(account.fields["access_key_id"], secret), account.fields["region"],
@@ -595,6 +589,8 @@ def _azure_error(resp: httpx.Response, secret: str | None) -> str:
 
 async def _probe_azure_shared_key(client: httpx.AsyncClient, account: Account, secret: str | None) -> str:
     """Signed List Containers (``?comp=list&maxresults=1``)."""
+    from app.providers.azure_blob import AzureSharedKey
+
     assert secret is not None
     host = urlsplit(account.endpoint).netloc
     credential = AzureSharedKey(account.fields["account_name"], secret)
@@ -621,6 +617,8 @@ def _sas_expiry(token: str) -> datetime | None:
 
 async def _probe_azure_sas(client: httpx.AsyncClient, account: Account, secret: str | None) -> str:
     """List one blob of the SAS's container (``?restype=container&comp=list&maxresults=1``)."""
+    from app.providers.azure_blob import X_MS_VERSION
+
     assert secret is not None
     host = urlsplit(account.endpoint).netloc
     expiry = _sas_expiry(secret)
@@ -777,15 +775,10 @@ async def resolve_remote(store: AccountStore | None, remote: str, direction: Dir
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise TargetError(f"unsupported remote {redact_url(remote)!r}: expected http(s)://, oss:// or azure://")
     name_of_url = posixpath.basename(unquote(parts.path)) or None
-    if is_sas_url(remote):
-        if upload:
-            return Target(remote, name_of_url, upload=AzureBlobSasUpload(None, session_dir=session_dir))
-        return Target(remote, name_of_url, download=AzureBlobSasDownload(None))
-    if is_oss_presigned(remote):
-        if upload:
-            raise TargetError("an OSS presigned URL signs a single request, but a resumable upload needs one URL per "
-                              "part: use oss://ACCOUNT/bucket/key, or AliOssPresignedUpload with a URL source")
-        return Target(remote, name_of_url, download=AliOssPresignedDownload(lambda op, part: PresignedRequest(remote)))
+    if parts.query:  # only a URL with a query can carry a SAS or an OSS signature
+        target = _signed_url_target(remote, name_of_url, upload, session_dir)
+        if target is not None:
+            return target
     http_account = await _http_account_for(store, remote, account)
     if http_account is None or store is None:
         return Target(remote, None)
@@ -793,7 +786,35 @@ async def resolve_remote(store: AccountStore | None, remote: str, direction: Dir
     return Target(remote, None, headers=_auth_headers(http_account, secret))
 
 
+def _signed_url_target(remote: str, name_of_url: str | None, upload: bool, session_dir: str) -> Target | None:
+    """An Azure SAS URL or an OSS presigned URL carries its own credentials; None for any other URL."""
+    from app.providers.azure_blob import is_sas_url
+
+    if is_sas_url(remote):
+        from app.providers.azure_blob import AzureBlobSasDownload, AzureBlobSasUpload
+
+        if upload:
+            return Target(remote, name_of_url, upload=AzureBlobSasUpload(None, session_dir=session_dir))
+        return Target(remote, name_of_url, download=AzureBlobSasDownload(None))
+    if is_oss_presigned(remote):
+        if upload:
+            raise TargetError("an OSS presigned URL signs a single request, but a resumable upload needs one URL per "
+                              "part: use oss://ACCOUNT/bucket/key, or AliOssPresignedUpload with a URL source")
+        from app.providers.api import AliOssPresignedDownload, PresignedRequest
+
+        return Target(remote, name_of_url, download=AliOssPresignedDownload(lambda op, part: PresignedRequest(remote)))
+    return None
+
+
 def _oss_target(acct: Account, secret: str, bucket: str, key: str, upload: bool, session_dir: str) -> Target:
+    from app.providers.api import (
+        AliOssDirectDownload,
+        AliOssDirectUpload,
+        AliOssPresignedDownload,
+        AliOssPresignedUpload,
+        OssCredentials,
+    )
+
     file_name = posixpath.basename(key)
     if acct.auth is Auth.PRESIGN_SERVICE:
         source = PresignServiceSource(acct.endpoint, secret, bucket, key)
@@ -816,6 +837,14 @@ def _oss_target(acct: Account, secret: str, bucket: str, key: str, upload: bool,
 
 
 def _azure_target(acct: Account, secret: str, container: str, blob: str, upload: bool, session_dir: str) -> Target:
+    from app.providers.api import (
+        AzureBlobDirectDownload,
+        AzureBlobDirectUpload,
+        AzureBlobSasDownload,
+        AzureBlobSasUpload,
+        AzureSharedKey,
+    )
+
     file_name = posixpath.basename(blob)
     if acct.auth is Auth.SAS:
         named = _azure_container_of(acct.endpoint)
@@ -913,5 +942,7 @@ class PresignServiceSource:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{what}: the answer does not follow the protocol "
                              f"({type(exc).__name__}: {_scrub(str(exc), self._token)})") from None
+        from app.providers.api import PresignedRequest
+
         return PresignedRequest(url, dict(headers), expires_at)
 

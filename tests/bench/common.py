@@ -187,7 +187,10 @@ class ChildRun:
 def run_child(argv: Sequence[str], *, timeout: float, cwd: str | None = None,
               env: dict[str, str] | None = None) -> ChildRun:
     """Run one command to the end and measure it: wall time, CPU from RUSAGE_CHILDREN deltas around it, and
-    its own peak RSS from os.wait4. On Ctrl-C or a timeout the child is killed and reaped."""
+    its own peak RSS from os.wait4. On Ctrl-C or a timeout the child is killed and reaped.
+
+    That peak cannot read below the bench's own peak RSS (:func:`own_peak_rss_mib`): subprocess starts the child
+    with vfork, and Linux counts the high-water mark of the memory the child leaves at exec (ours) as its own."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
@@ -214,6 +217,11 @@ def run_child(argv: Sequence[str], *, timeout: float, cwd: str | None = None,
         )
 
 
+def own_peak_rss_mib() -> float:
+    """This process's peak RSS so far: the floor under every child's (see run_child)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 # ---------------------------------------------------------------------------------------------- files
 def generate_file(path: str, size: int) -> str:
     """Random data written in 1 MiB blocks; returns the sha256. An existing file of the right size with a
@@ -230,6 +238,32 @@ def generate_file(path: str, size: int) -> str:
             h.update(block)
             f.write(block)
             left -= len(block)
+    os.chmod(path, 0o644)
+    digest = h.hexdigest()
+    with open(side, "w") as f:
+        f.write(digest + "\n")
+    return digest
+
+
+def generate_repeating_file(path: str, size: int) -> str:
+    """``size`` bytes of one random 1 MiB block over and over; returns the sha256 (reused like generate_file).
+
+    For the memory rows, whose bytes only have to be checked, not unique: 4 GiB of os.urandom takes about 15 s
+    here, this about 5 (mostly the sha256). One small block, because the bench's own peak RSS is the floor of
+    every child's (see :func:`run_child`)."""
+    side = path + ".sha256"
+    if os.path.exists(path) and os.path.getsize(path) == size and os.path.exists(side):
+        with open(side) as f:
+            return f.read().strip()
+    pattern = os.urandom(BLOCK)
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            piece = pattern[:left] if left < len(pattern) else pattern
+            h.update(piece)
+            f.write(piece)
+            left -= len(piece)
     os.chmod(path, 0o644)
     digest = h.hexdigest()
     with open(side, "w") as f:

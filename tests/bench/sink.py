@@ -1,7 +1,8 @@
 """A minimal local upload sink: the seed's default chunk protocol on POST, and a plain drain for PUT (curl -T).
 
 nginx cannot take our uploads, so the bench runs this threaded stdlib server on 127.0.0.1. It keeps nothing: a
-chunk request is read fully, its text fields are found after the file part, and the answer is
+chunk request is drained like a PUT (into one reused buffer, so both peers pay the same per byte), its text fields
+are found in the last bytes of the body (after the file part) or else in the first, and the answer is
 ``{"nextByte": offset + partSize}`` (with ``"fileId"`` on the last part); a prepare request (no offset) gets
 ``{"nextByte": 0}``. It counts the bytes it accepted so the bench can check that every upload arrived whole.
 """
@@ -40,6 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self._buf: memoryview | None = None
         # Headers and body go out in two writes; with Nagle on, the second waits for the client's delayed ACK
         # (40 ms a request on Linux), which would cap a chunked upload at ~25 parts/s.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -65,18 +67,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_PUT(self) -> None:
-        n = self._length()
-        if n is None:
-            return
-        buf = memoryview(bytearray(READ_STEP))
+    def _drain(self, n: int) -> tuple[bytes, bytes] | None:
+        """Read ``n`` body bytes into this connection's one buffer; returns the body's first and last _TAIL bytes
+        (None if the client went away)."""
+        if self._buf is None:
+            self._buf = memoryview(bytearray(READ_STEP))
+        buf = self._buf
+        head = tail = b""
         left = n
         while left:
             got = self.rfile.readinto(buf[:min(READ_STEP, left)])
             if not got:
                 self.close_connection = True
-                return
+                return None
+            if len(head) < _TAIL:
+                head += bytes(buf[:min(got, _TAIL - len(head))])
+            tail = (tail + bytes(buf[max(0, got - _TAIL):got]))[-_TAIL:]
             left -= got
+        return head, tail
+
+    def do_PUT(self) -> None:
+        n = self._length()
+        if n is None or self._drain(n) is None:
+            return
         with self.server.stats.lock:
             self.server.stats.put_bytes += n
         self._answer(201, {"received": n})
@@ -85,18 +98,13 @@ class _Handler(BaseHTTPRequestHandler):
         n = self._length()
         if n is None:
             return
-        body = bytearray(n)
-        view = memoryview(body)
-        done = 0
-        while done < n:
-            got = self.rfile.readinto(view[done:min(n, done + READ_STEP)])
-            if not got:
-                self.close_connection = True
-                return
-            done += got
-        fields = {m.group(1).decode(): int(m.group(2)) for m in _FIELD.finditer(body, max(0, n - _TAIL))}
-        if "offset" not in fields and n > _TAIL:  # text fields before the file part: search everything
-            fields = {m.group(1).decode(): int(m.group(2)) for m in _FIELD.finditer(body)}
+        ends = self._drain(n)
+        if ends is None:
+            return
+        head, tail = ends
+        fields = {m.group(1).decode(): int(m.group(2)) for m in _FIELD.finditer(tail)}
+        if "offset" not in fields:  # a prepare request, or text fields before the file part
+            fields = {m.group(1).decode(): int(m.group(2)) for m in _FIELD.finditer(head)}
         stats = self.server.stats
         if "offset" not in fields:
             with stats.lock:

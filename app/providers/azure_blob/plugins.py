@@ -39,8 +39,9 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from app.engine import log
+from app.engine.default_upload import PartBody, body_timeout
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.http import read_preview, status_error, transport_error, upload_timeout
+from app.engine.http import read_preview, status_error, transport_error
 from app.engine.protocols import (
     DownloadHeadCtx,
     DownloadRangeGetCtx,
@@ -511,15 +512,19 @@ class _BlockBlobUpload:
             if body is not None:
                 hdrs["Content-Length"] = str(len(body))
             hdrs = target.authorize(method, url, hdrs)
+            sent = None if body is None else PartBody(body)
             try:
-                if body is not None:
-                    request = client.build_request(method, url, headers=hdrs, content=body,
-                                                   timeout=upload_timeout(client, len(body)))
+                if sent is not None:
+                    request = client.build_request(method, url, headers=hdrs, content=sent,
+                                                   timeout=body_timeout(client, sent.length))
                 else:
                     request = client.build_request(method, url, headers=hdrs)
                 response = await client.send(request, stream=True)
             except httpx.TransportError as exc:
                 raise transport_error(exc, what) from None
+            finally:
+                if sent is not None:
+                    sent.release()
             try:
                 if response.status_code in ok:
                     try:
