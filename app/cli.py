@@ -35,7 +35,7 @@ from app.engine.redact import redact_text
 from app.manager.database import DatabaseError
 from app.manager.error_text import code_name, describe_error
 from app.manager.jobs import Job, JobOptions, JobStatus
-from app.manager.manager import ManagerError, TransferManager, check_http_url
+from app.manager.manager import ManagerError, TransferManager, check_http_url, check_upload_source
 from app.manager.rate_meter import RateMeter
 from app.sizes import format_size, parse_size
 
@@ -286,18 +286,6 @@ def _terminal_width(stream: TextIO) -> int:
     return max(20, columns) if columns > 0 else 80  # 0 = the terminal did not say (e.g. a fresh pty)
 
 
-# ---------------------------------------------------------------------------------------------- downloads
-def check_upload_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise UsageError(f"upload file not found: {path}")
-    if os.path.isdir(path):
-        raise UsageError(f"upload FILE is a directory, not a file: {path}")
-    if not os.path.isfile(path):
-        raise UsageError(f"upload FILE is not a regular file: {path}")
-    if not os.access(path, os.R_OK):
-        raise UsageError(f"upload file is not readable: {path}")
-
-
 # ---------------------------------------------------------------------------------------------- running
 class _Interrupted(Exception):
     """SIGINT/SIGTERM arrived while the CLI was still preparing (before a task existed)."""
@@ -493,7 +481,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "download" and args.output is not None and not args.output.strip():
             raise UsageError("-o/--output needs a file or directory name")
         if args.command == "upload":
-            check_upload_file(args.file)
+            try:
+                check_upload_source(args.file)
+            except ManagerError as exc:
+                raise UsageError(f"upload FILE: {exc}") from None
     except UsageError as exc:
         sub.print_usage(sys.stderr)
         print(f"{sub.prog}: error: {exc}", file=sys.stderr)

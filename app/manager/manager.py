@@ -105,11 +105,12 @@ def check_http_url(url: str) -> None:
         raise ManagerError(f"the URL contains whitespace or control characters: {shown!r}")
 
 
-def _stat_upload_source(path: str) -> int:
+def check_upload_source(path: str) -> int:
+    """The size of the file to upload, or a ManagerError that says why it cannot be (blocking: call off the loop)."""
     if not os.path.exists(path):
         raise ManagerError(f"file not found: {path}")
     if os.path.isdir(path):
-        raise ManagerError(f"{path} is a folder: add the files in it (dropping a folder on the window does that)")
+        raise ManagerError(f"{path} is a folder (a directory), not a file: upload the files in it")
     if not os.path.isfile(path):
         raise ManagerError(f"{path} is not a regular file")
     if not os.access(path, os.R_OK):
@@ -316,7 +317,7 @@ class TransferManager:
         remote = remote.strip()
         check_http_url(remote)
         path = os.path.abspath(path)
-        size = await asyncio.to_thread(_stat_upload_source, path)
+        size = await asyncio.to_thread(check_upload_source, path)
         await self._resolve(remote, Direction.UPLOAD)  # bad account/URL: refuse now, not in the list
         shown = display_remote(remote)
         for job in self._jobs.values():
