@@ -7,12 +7,11 @@ import argparse
 import io
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
 import pytest
-import pytest_asyncio
 from keyring.backends import fail
 
 from app import cli_accounts
@@ -27,7 +26,11 @@ from app.manager.accounts import (
 )
 from app.manager.database import Database
 from app.manager.secrets import SecretStore, SecretStoreUnavailable
+from tests.manager import conftest as store_fixtures
 from tests.support.memory_keyring import MemoryKeyring
+
+# The account-store fixtures are tests/manager's (same store, same setup): bound here by name for pytest to find.
+db, ring, store = store_fixtures.db, store_fixtures.ring, store_fixtures.store
 
 SERVICE = "rusty-cat"
 AZ_KEY = "YXp1cmUta2V5"  # base64 of "azure-key"
@@ -36,23 +39,6 @@ OSS = Account("prod-oss", Provider.ALIYUN_OSS, Auth.ACCESS_KEY, "https://oss-cn-
 AZ = Account("blob", Provider.AZURE_BLOB, Auth.SHARED_KEY, "http://127.0.0.1:10000/devstoreaccount1",
              {"account_name": "devstoreaccount1"})
 SAS_TOKEN = "sv=2021-08-06&sr=c&sp=racwl&se=2099-01-01T00%3A00%3A00Z&sig=c2lnbmF0dXJl"
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "history.sqlite3")
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def ring() -> MemoryKeyring:
-    return MemoryKeyring()
-
-
-@pytest.fixture
-def store(db: Database, ring: MemoryKeyring, tmp_path: Path) -> AccountStore:
-    return AccountStore(db, SecretStore(ring), legacy_path=tmp_path / "config" / "accounts.json")
 
 
 @pytest.mark.asyncio

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import pytest_asyncio
 
 from app.engine.api import DownloadPounceBuilder, TransferStatus, UploadPounceBuilder
 from app.manager.accounts import (
@@ -31,7 +30,6 @@ from app.manager.accounts import (
 )
 from app.manager.database import Database
 from app.manager.jobs import Direction
-from app.manager.secrets import SecretStore
 from app.providers.api import (
     AliOssDirectDownload,
     AliOssDirectUpload,
@@ -49,23 +47,6 @@ from tests.support.memory_keyring import MemoryKeyring
 KIB = 1024
 TOKEN = "presign-token-Zx81"
 AZ_KEY = "YXp1cmUta2V5"
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "history.sqlite3")
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def ring() -> MemoryKeyring:
-    return MemoryKeyring()
-
-
-@pytest.fixture
-def store(db: Database, ring: MemoryKeyring, tmp_path: Path) -> AccountStore:
-    return AccountStore(db, SecretStore(ring), legacy_path=tmp_path / "no-legacy.json")
 
 
 def oss_account(oss: FakeOssServer, name: str = "oss") -> Account:

@@ -655,7 +655,9 @@ def verify_round(rnd: Round) -> tuple[int, int, list[str]]:
             leftovers = [p for p in (part_path(str(job.local)), checkpoint_path(str(job.local))) if os.path.exists(p)]
             if leftovers:
                 problems.append(f"{job.name}: left behind {leftovers}")
-    left_sessions = [p.name for p in rnd.session_dir.glob("*")] if rnd.session_dir.is_dir() else []
+    # Open sessions must be gone; a completed OSS upload leaves only the record of its completion.
+    records = {p for p, s in _sessions(rnd.session_dir) if s.get("completed") is True}
+    left_sessions = [p.name for p in rnd.session_dir.glob("*") if p not in records] if rnd.session_dir.is_dir() else []
     if left_sessions:
         problems.append(f"session files left behind: {left_sessions}")
     with contextlib.closing(sqlite3.connect(f"file:{rnd.data_dir / DB_FILE_NAME}?mode=ro", uri=True)) as db:

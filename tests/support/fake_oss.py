@@ -251,10 +251,6 @@ class FakeOssServer(TestHttpServer):
         self.oss_faults: list[OssFault] = []
         self._request_ids = itertools.count(1)
 
-    def __enter__(self) -> FakeOssServer:
-        self.start()
-        return self
-
     # -- conveniences for tests ------------------------------------------------------------------------------------
     @property
     def endpoint(self) -> str:

@@ -27,18 +27,14 @@ upstream (uploads).
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import struct
-import sys
-import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
 from urllib.parse import urlsplit
 
-from tests.support.http_server import Headers, _reason, take_fault
+from tests.support.http_server import LINE_LIMIT, Headers, _reason, read_head, take_fault
+from tests.support.loopback import LoopbackServer, close_socket
 
 __all__ = ["PROXY_FAULT_KINDS", "FaultProxy", "ProxyExchange", "ProxyFault", "ProxyRequest"]
 
@@ -48,7 +44,6 @@ PROXY_FAULT_KINDS = frozenset({
 })
 _RANGE_HEADERS = frozenset({"range", "x-ms-range", "if-range"})
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
-_LINE_LIMIT = 65537
 _Framing = Literal["length", "chunked", "close", "none"]
 
 
@@ -164,70 +159,19 @@ class _Close(Exception):
         self.reset = reset
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """Threaded fault-injecting proxy in front of ``upstream`` (``http://host:port``); a context manager."""
 
-    __test__ = False
+    thread_name = "fault-proxy"
 
     def __init__(self, upstream: str) -> None:
+        super().__init__()
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
             raise ValueError(f"the proxy needs an upstream like http://127.0.0.1:PORT, got {upstream!r}")
         self.upstream_host, self.upstream_port = parts.hostname, parts.port
-        self.errors: list[BaseException] = []
-        self.port = 0
         self._faults: list[ProxyFault] = []
         self._log: list[ProxyExchange] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
-        self._conns: dict[int, tuple[socket.socket, threading.Thread]] = {}
-        self._next_conn = 0
-
-    # -- lifecycle ---------------------------------------------------------------------------------------------------
-    def start(self) -> FaultProxy:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(128)
-        listener.settimeout(0.05)
-        self._listener, self.port = listener, listener.getsockname()[1]
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="fault-proxy-accept", daemon=True)
-        self._accept_thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop accepting, cut every connection (waking stalled ones) and join every thread."""
-        if self._listener is None:
-            return
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        if self._accept_thread is not None:
-            self._accept_thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            conns = list(self._conns.values())
-        for sock, _ in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for _, thread in conns:
-            thread.join(timeout=5)
-        self._listener = self._accept_thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + (path if path.startswith("/") else "/" + path)
 
     def rewrite(self, url: str) -> str:
         """``url`` (pointing at the upstream) pointed at the proxy instead, path and query untouched."""
@@ -268,48 +212,17 @@ class FaultProxy:
             return take_fault(self._faults, lambda f: f.matches(req))
 
     # -- connections -------------------------------------------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(None)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._next_conn += 1
-                conn_id = self._next_conn
-                thread = threading.Thread(target=self._serve, args=(conn, conn_id), name=f"fault-proxy-{conn_id}",
-                                          daemon=True)
-                self._conns[conn_id] = (conn, thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket, conn_id: int) -> None:
-        rfile = conn.makefile("rb")
-        reset = False
+    def _serve_conn(self, conn: socket.socket, rfile: BinaryIO, conn_id: int) -> bool:
         try:
             while not self._stop.is_set():
                 req = _read_request(rfile)
-                if req is None:
-                    break
-                if not self._exchange(conn, conn_id, req):
+                if req is None or not self._exchange(conn, conn_id, req):
                     break
         except _Close as close:
-            reset = close.reset
-        except (OSError, ValueError):
-            pass  # the client went away, stop() cut the socket, or the client sent garbage
-        except Exception as exc:  # a bug in the proxy: keep it visible to the test
-            self.errors.append(exc)
-            traceback.print_exc(file=sys.stderr)
-        finally:
-            with contextlib.suppress(OSError):
-                rfile.close()
-            _close(conn, reset)
-            with self._lock:
-                self._conns.pop(conn_id, None)
+            return close.reset
+        except ValueError:
+            pass  # the client sent garbage
+        return False
 
     def _exchange(self, conn: socket.socket, conn_id: int, req: ProxyRequest) -> bool:
         """Answer one request; False closes the client connection afterwards."""
@@ -360,13 +273,13 @@ class FaultProxy:
             if kind in ("reset_request", "truncate_request"):
                 # The server has part of the body; both sides see the connection die (RST) or end (FIN).
                 reset = kind == "reset_request"
-                _close(up, reset)
+                close_socket(up, reset)
                 _fire(fault, req)
                 raise _Close(reset)
             with up.makefile("rb") as ufile:
                 return _read_response(ufile, req.method)
         finally:
-            _close(up, False)
+            close_socket(up, False)
 
     def _respond(self, conn: socket.socket, req: ProxyRequest, answer: _Upstream, ex: ProxyExchange,
                  fault: ProxyFault | None) -> None:
@@ -428,40 +341,10 @@ def _fire(fault: ProxyFault | None, req: ProxyRequest) -> None:
 
 
 # -- wire helpers ----------------------------------------------------------------------------------------------------
-def _close(sock: socket.socket, reset: bool) -> None:
-    with contextlib.suppress(OSError):
-        if reset:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        else:
-            sock.shutdown(socket.SHUT_WR)
-    with contextlib.suppress(OSError):
-        sock.close()
-
-
 def _keep_alive(req: ProxyRequest, answer: _Upstream) -> bool:
     if answer.framing == "close" or "close" in answer.headers.get("connection", "").lower():
         return False
     return req.version != "HTTP/1.0" and "close" not in req.headers.get("connection", "").lower()
-
-
-def _read_head(rfile: BinaryIO) -> tuple[str, list[tuple[str, str]]] | None:
-    line = rfile.readline(_LINE_LIMIT)
-    while line in (b"\r\n", b"\n"):
-        line = rfile.readline(_LINE_LIMIT)
-    if not line:
-        return None
-    pairs: list[tuple[str, str]] = []
-    while True:
-        hline = rfile.readline(_LINE_LIMIT)
-        if not hline:
-            return None
-        if hline in (b"\r\n", b"\n"):
-            break
-        name, sep, value = hline.decode("latin-1").partition(":")
-        if not sep:
-            raise ValueError(f"bad header line {hline!r}")
-        pairs.append((name.strip(), value.strip()))
-    return line.decode("latin-1").rstrip("\r\n"), pairs
 
 
 def _read_exact(rfile: BinaryIO, n: int) -> bytes:
@@ -475,14 +358,14 @@ def _read_chunked(rfile: BinaryIO) -> tuple[bytes, bytes]:
     """(raw bytes as framed, decoded body) of a chunked body, trailers included in the raw form."""
     raw, body = bytearray(), bytearray()
     while True:
-        size_line = rfile.readline(_LINE_LIMIT)
+        size_line = rfile.readline(LINE_LIMIT)
         if not size_line:
             raise ConnectionError("chunked body cut short")
         raw += size_line
         size = int(size_line.split(b";")[0].strip(), 16)
         if size == 0:
             while True:
-                trailer = rfile.readline(_LINE_LIMIT)
+                trailer = rfile.readline(LINE_LIMIT)
                 raw += trailer
                 if trailer in (b"\r\n", b"\n", b""):
                     return bytes(raw), bytes(body)
@@ -492,7 +375,7 @@ def _read_chunked(rfile: BinaryIO) -> tuple[bytes, bytes]:
 
 
 def _read_request(rfile: BinaryIO) -> ProxyRequest | None:
-    head = _read_head(rfile)
+    head = read_head(rfile)
     if head is None:
         return None
     line, pairs = head
@@ -510,7 +393,7 @@ def _read_request(rfile: BinaryIO) -> ProxyRequest | None:
 
 def _read_response(ufile: BinaryIO, method: str) -> _Upstream:
     while True:
-        head = _read_head(ufile)
+        head = read_head(ufile)
         if head is None:
             raise ConnectionError("the upstream closed without answering")
         line, pairs = head

@@ -9,23 +9,20 @@ with state that survives client restarts, logs every request, throttles bodies, 
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import json
 import re
 import socket
-import struct
-import sys
-import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, BinaryIO, Literal, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
+
+from tests.support.loopback import LoopbackServer
 
 
 class _Countable(Protocol):
@@ -36,6 +33,7 @@ class _Countable(Protocol):
 
 FaultT = TypeVar("FaultT", bound=_Countable)
 
+LINE_LIMIT = 65537  # longest start, header or chunk-size line read
 SLICE = 256 * 1024  # send granularity: big enough for speed, small enough to count partial sends
 FAULT_KINDS = frozenset({
     "status", "reset", "truncate", "stall", "drop", "ignore_range", "no_head", "no_content_length",
@@ -211,8 +209,29 @@ class _Response:
     extra: bytes = b""  # written after the body without being announced ("long_body")
 
 
-class _BadRequest(Exception):
-    pass
+class _BadRequest(ValueError):
+    """A malformed request: the test server answers 400, the fault proxy drops the connection."""
+
+
+def read_head(rfile: BinaryIO) -> tuple[str, list[tuple[str, str]]] | None:
+    """The start line and header fields of the next HTTP/1.1 message, stray CRLFs before it (between keep-alive
+    requests) skipped; None when the stream ends first. One parser for the test server and the fault proxy."""
+    line = rfile.readline(LINE_LIMIT)
+    while line in (b"\r\n", b"\n"):
+        line = rfile.readline(LINE_LIMIT)
+    if not line:
+        return None
+    pairs: list[tuple[str, str]] = []
+    while True:
+        hline = rfile.readline(LINE_LIMIT)
+        if not hline:
+            return None
+        if hline in (b"\r\n", b"\n"):
+            return line.decode("latin-1").rstrip("\r\n"), pairs
+        name, sep, value = hline.decode("latin-1").partition(":")
+        if not sep:
+            raise _BadRequest("header line")
+        pairs.append((name.strip(), value.strip()))
 
 
 def _reason(status: int) -> str:
@@ -308,78 +327,24 @@ class _Request:
         self.body = b""
 
 
-class TestHttpServer:
+class TestHttpServer(LoopbackServer):
     """Threaded HTTP/1.1 server on 127.0.0.1 (one thread per connection, keep-alive by default)."""
 
-    __test__ = False
+    thread_name = "test-http"
 
     def __init__(self, *, keep_alive: bool = True) -> None:
+        super().__init__()
         self.keep_alive = keep_alive
         self.rate_limit: float | None = None  # bytes/s per connection for GET bodies
         self.upload_rate_limit: float | None = None  # bytes/s per connection for request bodies
         self.upload_mode: UploadMode = "normal"
         self.uploads: dict[str, UploadState] = {}
         self.upload_calls: list[UploadCall] = []
-        self.errors: list[BaseException] = []  # unexpected handler exceptions (tests may assert empty)
         self._files: dict[str, ServedFile] = {}
         self._faults: list[Fault] = []
         self._log: list[RequestRecord] = []
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
-        self._conns: dict[int, tuple[socket.socket, threading.Thread]] = {}
-        self._next_conn = 0
         self._bytes_sent_total = 0
         self._counters = {"prepare": 0, "chunk": 0, "max_next": 0, "total_seen": 0, "completed": 0}
-        self.port = 0
-
-    # -- lifecycle ---------------------------------------------------------------------------------------
-    def start(self) -> TestHttpServer:
-        if self._listener is not None:
-            return self
-        self._stop.clear()
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(128)
-        listener.settimeout(0.05)  # the accept loop polls so stop() never depends on waking accept()
-        self._listener, self.port = listener, listener.getsockname()[1]
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="test-http-accept", daemon=True)
-        self._accept_thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop accepting, cut every open connection (idle keep-alive ones too) and join all threads."""
-        if self._listener is None:
-            return
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
-        if self._accept_thread is not None:
-            self._accept_thread.join(timeout=5)
-        self._listener.close()
-        with self._lock:
-            conns = list(self._conns.values())
-        for sock, _ in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes threads blocked in recv/send
-        for _, thread in conns:
-            thread.join(timeout=5)
-        self._listener = self._accept_thread = None
-
-    def __enter__(self) -> TestHttpServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + (path if path.startswith("/") else "/" + path)
 
     # -- files -------------------------------------------------------------------------------------------
     def add_file(self, path: str, data: bytes, *, etag: str | None = "auto",
@@ -456,90 +421,42 @@ class TestHttpServer:
         return UploadInspector(c["prepare"], c["chunk"], c["max_next"], c["total_seen"], bool(c["completed"]))
 
     # -- connection handling -----------------------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
+    def _serve_conn(self, conn: socket.socket, rfile: BinaryIO, conn_id: int) -> bool:
         while not self._stop.is_set():
             try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(None)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._next_conn += 1
-                conn_id = self._next_conn
-                thread = threading.Thread(target=self._serve_conn, args=(conn, conn_id),
-                                          name=f"test-http-conn-{conn_id}", daemon=True)
-                self._conns[conn_id] = (conn, thread)
-            thread.start()
-
-    def _serve_conn(self, conn: socket.socket, conn_id: int) -> None:
-        rfile = conn.makefile("rb")
-        action: _Action = "close"
-        try:
-            while not self._stop.is_set():
-                try:
-                    req = self._read_request(rfile, conn)
-                except _BadRequest as exc:
-                    self._write(conn, None, _Response(400, [], f"bad request: {exc}\n".encode()), None)
-                    break
-                if req is None:
-                    break
-                action = self._respond(conn, conn_id, req)
-                if action != "keep":
-                    break
-        except OSError:
-            pass  # client went away mid-request/response, or stop() cut the socket
-        except Exception as exc:  # a bug in the server: keep it visible to the test
-            self.errors.append(exc)
-            traceback.print_exc(file=sys.stderr)
-        finally:
-            with contextlib.suppress(OSError):
-                rfile.close()
-                if action == "reset":
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                else:
-                    conn.shutdown(socket.SHUT_WR)
-            conn.close()
-            with self._lock:
-                self._conns.pop(conn_id, None)
+                req = self._read_request(rfile, conn)
+            except _BadRequest as exc:
+                self._write(conn, None, _Response(400, [], f"bad request: {exc}\n".encode()), None)
+                return False
+            if req is None:
+                return False
+            action = self._respond(conn, conn_id, req)
+            if action != "keep":
+                return action == "reset"
+        return False
 
     def _read_request(self, rfile: Any, conn: socket.socket) -> _Request | None:
-        line = rfile.readline(65537)
-        while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests
-            line = rfile.readline(65537)
-        if not line:
+        head = read_head(rfile)
+        if head is None:
             return None
+        line, pairs = head
         try:
-            method, target, version = line.decode("latin-1").split()
+            method, target, version = line.split()
         except ValueError:
             raise _BadRequest("request line") from None
-        pairs: list[tuple[str, str]] = []
-        while True:
-            hline = rfile.readline(65537)
-            if not hline:
-                return None
-            if hline in (b"\r\n", b"\n"):
-                break
-            name, sep, value = hline.decode("latin-1").partition(":")
-            if not sep:
-                raise _BadRequest("header line")
-            pairs.append((name.strip(), value.strip()))
         req = _Request(method.upper(), target, version, pairs)
         if req.headers.get("expect", "").lower() == "100-continue":
             conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         if "chunked" in req.headers.get("transfer-encoding", "").lower():
             body = bytearray()
             while True:
-                size_line = rfile.readline(65537)
+                size_line = rfile.readline(LINE_LIMIT)
                 try:
                     size = int(size_line.split(b";")[0].strip(), 16)
                 except ValueError:
                     raise _BadRequest("chunk size") from None
                 if size == 0:
-                    while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    while rfile.readline(LINE_LIMIT) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     break
                 body += self._read_body(rfile, size)
@@ -804,39 +721,24 @@ def take_fault(faults: Iterable[FaultT], matches: Callable[[FaultT], bool]) -> F
     return None
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """The seed's scripted server: connections are served one at a time; each gets one full request read
     (stored raw in ``requests``), the next canned raw response, and is closed. Once the list is exhausted
-    connections are closed at once. An empty ``b""`` response closes without answering."""
+    connections are closed at once. An empty ``b""`` response closes without answering. Listening from the
+    start: a context manager only to stop it."""
+
+    thread_name = "scripted-server"
 
     def __init__(self, responses: list[bytes]) -> None:
+        super().__init__()
         self.responses = list(responses)
         self.requests: list[bytes] = []
         self.connections = 0
-        self._stop = threading.Event()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._loop, name="scripted-server", daemon=True)
-        self._thread.start()
+        self.start()
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + (path if path.startswith("/") else "/" + path)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
+    def _accept_loop(self) -> None:
+        """Each connection served in this thread, so the script is answered in the order connections arrive."""
+        for conn in self._accepted():
             self.connections += 1
             with conn:
                 conn.settimeout(5)
@@ -868,16 +770,3 @@ class ScriptedServer:
                 break
             data += piece
         return data
-
-    def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._thread.join(timeout=5)
-        self._listener.close()
-
-    def __enter__(self) -> ScriptedServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

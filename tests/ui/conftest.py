@@ -9,8 +9,9 @@ import keyring
 import pytest
 import qasync
 from keyring.backend import KeyringBackend
-from PySide6.QtCore import QCoreApplication, QSettings
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QCoreApplication, QMimeData, QPoint, QPointF, QSettings, Qt
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QWidget
 
 from tests.support.qt_loop import make_loop
 
@@ -64,3 +65,18 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def aloop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
     """A running qasync loop for sync tests; drive it with qtbot.waitUntil / tests.support.qt_loop.run_coro."""
     yield from make_loop(qapp)
+
+
+def drop(target: QWidget, mime: QMimeData, pos: QPoint | None = None) -> bool:
+    """A real drag enter (it must be accepted) then a drop, delivered as Qt delivers them to a widget; True when
+    the drop was accepted."""
+    pos = pos or QPoint(20, 20)
+    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, enter)
+    if not enter.isAccepted():
+        return False
+    event = QDropEvent(QPointF(pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, event)
+    return event.isAccepted()

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QItemSelectionModel, QMimeData, QObject, QPoint, QPointF, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QItemSelectionModel, QMimeData, QObject, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence
 
 from app.manager.jobs import Direction, JobOptions, JobStatus
 from app.manager.manager import ManagerError
 from app.ui.job_filter_proxy import StatusFilter
 from app.ui.job_table_model import Column
 from app.ui.main_window import MainWindow, download_urls_from_text, split_items
+from tests.ui.conftest import drop
 from tests.ui.fake_manager import FakeManager
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,20 +73,6 @@ def select(win: MainWindow, *names: str) -> None:
 def enabled(win: MainWindow) -> dict[str, bool]:
     return {name: getattr(win, f"{name}_action").isEnabled()
             for name in ("pause", "resume", "cancel", "retry", "remove", "open_folder", "copy_link")}
-
-
-def drop(qtbot, target, mime: QMimeData, pos: QPoint | None = None) -> bool:
-    """A real drag enter (must be accepted) then a drop, sent the way Qt delivers them to a widget."""
-    pos = pos or QPoint(20, 20)
-    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(target, enter)
-    if not enter.isAccepted():
-        return False
-    event = QDropEvent(QPointF(pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(target, event)
-    return event.isAccepted()
 
 
 # ---- pure helpers -----------------------------------------------------------------------------------------------
@@ -322,7 +308,7 @@ def test_drop_a_file_queues_an_upload_to_the_default_remote(qtbot, window: MainW
     mime.setUrls([QUrl.fromLocalFile(str(file))])
     # Dropped on the table: Qt hands the drag to the nearest ancestor that accepts drops (the window).
     viewport = window.view.viewport()
-    assert drop(qtbot, viewport, mime, viewport.rect().center())
+    assert drop(viewport, mime, viewport.rect().center())
     qtbot.waitUntil(lambda: manager.calls_to("add_upload") != [], timeout=3000)
     assert [args for args, _ in manager.calls_to("add_upload")] == [
         (str(file), "oss://work/bucket/inbox/report final.pdf")]
@@ -339,7 +325,7 @@ def test_drop_a_folder_queues_one_upload_per_file_with_relative_paths(qtbot, win
     (root / "disc 1" / "02.flac").write_bytes(b"f")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(root))])
-    assert drop(qtbot, window, mime)
+    assert drop(window, mime)
     qtbot.waitUntil(lambda: len(manager.calls_to("add_upload")) == 3, timeout=3000)
     assert sorted(args for args, _ in manager.calls_to("add_upload")) == [
         (str(root / "cover.jpg"), "oss://work/bucket/inbox/album/cover.jpg"),
@@ -351,7 +337,7 @@ def test_drop_a_folder_queues_one_upload_per_file_with_relative_paths(qtbot, win
 def test_drop_a_url_queues_a_download(qtbot, window: MainWindow, manager: FakeManager, prefs: Prefs) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl("https://cdn.example.test/big%20file.iso?token=abc")])
-    assert drop(qtbot, window, mime)
+    assert drop(window, mime)
     qtbot.waitUntil(lambda: manager.calls_to("add_download") != [], timeout=3000)
     assert [args for args, _ in manager.calls_to("add_download")] == [
         ("https://cdn.example.test/big%20file.iso?token=abc", prefs.default_download_dir)]
@@ -361,7 +347,7 @@ def test_dropped_text_with_links_queues_downloads(qtbot, window: MainWindow, man
                                                   prefs: Prefs) -> None:
     mime = QMimeData()
     mime.setText("azure://acct/container/a.bin\nhttps://h.test/b.bin")
-    assert drop(qtbot, window, mime)
+    assert drop(window, mime)
     qtbot.waitUntil(lambda: len(manager.calls_to("add_download")) == 2, timeout=3000)
     assert [args[0] for args, _ in manager.calls_to("add_download")] == ["azure://acct/container/a.bin",
                                                                           "https://h.test/b.bin"]
@@ -370,10 +356,10 @@ def test_dropped_text_with_links_queues_downloads(qtbot, window: MainWindow, man
 def test_a_drag_without_files_or_links_is_refused(qtbot, window: MainWindow, manager: FakeManager) -> None:
     mime = QMimeData()
     mime.setText("just some words")
-    assert not drop(qtbot, window, mime)
+    assert not drop(window, mime)
     mime = QMimeData()
     mime.setUrls([QUrl("mailto:someone@example.test")])
-    assert not drop(qtbot, window, mime)
+    assert not drop(window, mime)
     qtbot.wait(50)
     assert manager.calls == []
 
@@ -386,12 +372,12 @@ def test_without_a_default_remote_the_window_asks_once(qtbot, window: MainWindow
     second.write_text("2")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(first))])
-    assert drop(qtbot, window, mime)
+    assert drop(window, mime)
     dialog = window.upload_remote_dialog
     assert dialog is not None and dialog.isVisible()
     mime2 = QMimeData()
     mime2.setUrls([QUrl.fromLocalFile(str(second))])
-    assert drop(qtbot, window, mime2)  # a second drop while asking joins the first: still one question
+    assert drop(window, mime2)  # a second drop while asking joins the first: still one question
     assert window.upload_remote_dialog is dialog
     dialog.setTextValue(" azure://acct/container/in ")
     dialog.accept()
@@ -399,7 +385,7 @@ def test_without_a_default_remote_the_window_asks_once(qtbot, window: MainWindow
     assert prefs.default_upload_remote == "azure://acct/container/in"
     assert [args for args, _ in manager.calls_to("add_upload")] == [
         (str(first), "azure://acct/container/in/one.txt"), (str(second), "azure://acct/container/in/two.txt")]
-    assert drop(qtbot, window, mime)
+    assert drop(window, mime)
     assert window.upload_remote_dialog is None  # not asked again
     qtbot.waitUntil(lambda: len(manager.calls_to("add_upload")) == 3, timeout=3000)
 
@@ -411,7 +397,7 @@ def test_declining_the_question_queues_nothing(qtbot, window: MainWindow, manage
     file.write_text("x")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(file))])
-    assert drop(qtbot, window, mime)
+    assert drop(window, mime)
     window.upload_remote_dialog.reject()
     qtbot.wait(50)
     assert manager.calls_to("add_upload") == []

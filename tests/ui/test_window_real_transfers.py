@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import qasync
-from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QUrl
 from PySide6.QtWidgets import QApplication
 
 from app.manager.jobs import Direction, Job, JobStatus
@@ -27,6 +26,7 @@ from app.ui.preferences import Preferences
 from tests.support.engine_helpers import KIB, MIB, blob, sha
 from tests.support.http_server import TestHttpServer
 from tests.support.qt_loop import run_coro
+from tests.ui.conftest import drop
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -142,20 +142,6 @@ def history_status(data_dir: Path, job_id: str) -> str:
         conn.close()
 
 
-def drop(target: MainWindow, mime: QMimeData) -> bool:
-    """A real drag enter (it must be accepted) then a drop, delivered as Qt delivers them to a widget."""
-    pos = QPoint(40, 120)
-    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(target, enter)
-    if not enter.isAccepted():
-        return False
-    event = QDropEvent(QPointF(pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(target, event)
-    return event.isAccepted()
-
-
 # ---- toolbar actions ----------------------------------------------------------------------------------------
 
 
@@ -260,7 +246,7 @@ def test_dropping_a_file_and_a_url_queues_an_upload_and_a_download_that_complete
 
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(source)), QUrl(srv.url("/pub/manual.pdf"))])
-    assert drop(win, mime)
+    assert drop(win, mime, QPoint(40, 120))
     wait(qtbot, lambda: win.model.rowCount() == 2)
     by_direction = {job.direction: job for job in win.model.jobs}
     upload, download = by_direction[Direction.UPLOAD], by_direction[Direction.DOWNLOAD]
