@@ -167,6 +167,9 @@ def install(transport: httpx.AsyncHTTPTransport) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- the pool
+_ORPHANS_CLOSING: set[asyncio.Future[None]] = set()  # strong references to the tasks closing orphans
+
+
 class ReclaimingConnectionPool(httpcore.AsyncConnectionPool):
     """httpcore's pool, made safe for the engine's cancellations: pause, cancel and close cancel requests in flight,
     and a task is often cancelled again while it unwinds. httpcore 1.0 loses a connection slot for good when
@@ -186,9 +189,15 @@ class ReclaimingConnectionPool(httpcore.AsyncConnectionPool):
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         serving = {id(r.connection) for r in self._requests if r.connection is not None}
         orphans = [c for c in self._connections if id(c) not in serving and not (c.is_idle() or c.is_closed())]
-        for connection in orphans:
-            self._connections.remove(connection)
-        return orphans + super()._assign_requests_to_connections()
+        if orphans:
+            for connection in orphans:
+                self._connections.remove(connection)
+            # Closed in a task of their own: the caller's close of what this returns may itself be cancelled, and
+            # an orphan out of the pool but never closed would keep its socket (and the server's sends) open.
+            closing = asyncio.ensure_future(self._close_connections(orphans))
+            _ORPHANS_CLOSING.add(closing)
+            closing.add_done_callback(_ORPHANS_CLOSING.discard)
+        return super()._assign_requests_to_connections()
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         send = super().handle_async_request

@@ -257,6 +257,9 @@ async def test_cancelled_requests_never_use_up_the_pool(srv: TestHttpServer, ext
     rng = __import__("random").Random(5)
     async with tuned_client(limits=httpx.Limits(max_connections=4)) as client:
         pool = client._transport._pool  # type: ignore[attr-defined]
+        created: list[Any] = []  # every connection the pool made, kept alive so the GC closes none of them
+        make = pool.create_connection
+        pool.create_connection = lambda origin: created.append(make(origin)) or created[-1]
         for _ in range(300):
             task = asyncio.ensure_future(_stream_until_cancelled(client, srv.url("/f.bin")))
             await asyncio.sleep(rng.random() * 0.01)
@@ -273,6 +276,11 @@ async def test_cancelled_requests_never_use_up_the_pool(srv: TestHttpServer, ext
         srv.rate_limit = None
         resp = await asyncio.wait_for(client.get(srv.url("/f.bin")), 5)
         assert resp.status_code == 200 and len(resp.content) == 300_000
+        await asyncio.sleep(0.1)
+        # Every connection out of the pool has closed its socket (one left open keeps the server sending into it).
+        gone = [c for c in created if c not in pool.connections and c._connection is not None]
+        assert len(created) > 4 and gone
+        assert all(c._connection.is_closed() for c in gone), [c for c in gone if not c._connection.is_closed()]
 
 
 @needs_tuning
