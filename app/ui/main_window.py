@@ -492,6 +492,7 @@ class MainWindow(QMainWindow):
             self.limit_label.setText(self.tr("No speed limit"))
         self.pause_all_action.setEnabled(totals.active + totals.queued > 0)
         self.resume_all_action.setEnabled(totals.paused > 0)
+        self._totals_timer.start()  # the once-a-second refresh only when nothing refreshed for a second
 
     # ---- running manager calls ------------------------------------------------------------------------------
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSortFilterProxyModel, Qt
 
 from app.manager.jobs import JobStatus
 from app.ui.job_filter_proxy import JobFilterProxy, StatusFilter, count_by_filter
-from app.ui.job_table_model import Column, JobTableModel, SortRole
+from app.ui.job_table_model import Column, JobRole, JobTableModel, SortRole
 from app.ui.status_sidebar import StatusSidebar
 from tests.ui.fake_manager import FakeManager
-
-GiB = 1 << 30
-MiB = 1 << 20
+from tests.ui.ui_fakes import GiB, listening_model, one_job_per_status
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -24,9 +22,7 @@ def manager() -> FakeManager:
 
 @pytest.fixture
 def model(qtbot, manager: FakeManager) -> JobTableModel:
-    model = JobTableModel()
-    manager.add_listener(model)
-    return model
+    return listening_model(manager)
 
 
 @pytest.fixture
@@ -43,13 +39,7 @@ def shown(proxy: JobFilterProxy) -> list[str]:
 @pytest.fixture
 def mixed(manager: FakeManager) -> FakeManager:
     """One job per status, plus a second active one."""
-    manager.make_job("active-movie.mkv", status=JobStatus.ACTIVE, total=5 * GiB, speed=3e6)
-    manager.make_job("queued.iso", status=JobStatus.QUEUED, total=900 * MiB)
-    manager.make_job("paused.tar", status=JobStatus.PAUSED, total=3 * GiB, remote="oss://Work/Bucket/paused.tar")
-    manager.make_job("done.zip", status=JobStatus.COMPLETED, total=10)
-    manager.make_job("broken.bin", status=JobStatus.FAILED, error="HTTP 403 AccessDenied (E_REMOTE)")
-    manager.make_job("canceled.bin", status=JobStatus.CANCELED)
-    manager.make_job("active-music.flac", status=JobStatus.ACTIVE, total=40 * MiB, speed=9e6)
+    one_job_per_status(manager)
     return manager
 
 
@@ -132,6 +122,50 @@ def test_filtering_costs_nothing_per_change_without_a_filter(qtbot, proxy: JobFi
     assert proxy.dynamicSortFilter()
     proxy.set_text_filter("")
     assert not proxy.dynamicSortFilter()
+
+
+def mapped_cells(proxy: JobFilterProxy) -> list[tuple[object, ...]]:
+    """Every cell through Qt's own row mapping (QSortFilterProxyModel's C++ data/flags), as a reference."""
+    return [(QSortFilterProxyModel.data(proxy, proxy.index(row, column), role),
+             QSortFilterProxyModel.flags(proxy, proxy.index(row, column)))
+            for row in range(proxy.rowCount()) for column in Column for role in CELL_ROLES]
+
+
+def read_cells(proxy: JobFilterProxy) -> list[tuple[object, ...]]:
+    return [(proxy.index(row, column).data(role), proxy.flags(proxy.index(row, column)))
+            for row in range(proxy.rowCount()) for column in Column for role in CELL_ROLES]
+
+
+CELL_ROLES = (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.ToolTipRole,
+              Qt.ItemDataRole.ForegroundRole, SortRole, JobRole)
+
+
+def test_reading_cells_directly_matches_qts_mapping(qtbot, proxy: JobFilterProxy, model: JobTableModel,
+                                                    mixed: FakeManager) -> None:
+    """Without a filter the proxy reads the model's rows directly; through sorting, filtering, new and removed
+    rows, it shows exactly what Qt's mapping shows."""
+    steps = [
+        lambda: None,
+        lambda: proxy.sort(Column.SIZE, Qt.SortOrder.DescendingOrder),
+        lambda: mixed.make_job("new.iso", status=JobStatus.ACTIVE, total=7 * GiB, speed=1e6),
+        lambda: model.flush(),  # the new row moves to its sorted place
+        lambda: proxy.set_status_filter(StatusFilter.ACTIVE),
+        lambda: mixed.update(mixed.jobs[0], speed=5e7),
+        lambda: model.flush(),
+        lambda: proxy.set_status_filter(StatusFilter.ALL),
+        lambda: model.jobs_removed([mixed.jobs[2].id, mixed.jobs[5].id]),
+        lambda: proxy.set_text_filter("bin"),
+        lambda: proxy.set_text_filter(""),
+        lambda: proxy.sort(-1),
+    ]
+    for step in steps:
+        step()
+        cells = read_cells(proxy)
+        assert cells == mapped_cells(proxy)
+        assert [proxy.job_at(row) for row in range(proxy.rowCount())] == [
+            proxy.index(row, 0).data(JobRole) for row in range(proxy.rowCount())]
+    assert not proxy.index(-1, 0).isValid() and proxy.flags(proxy.index(-1, 0)) == Qt.ItemFlag.NoItemFlags
+    assert proxy.index(0, 0).data() == "active-movie.mkv"  # arrival order again, nothing filtered
 
 
 def test_count_by_filter(mixed: FakeManager) -> None:

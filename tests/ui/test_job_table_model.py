@@ -8,18 +8,15 @@ import time
 
 import pytest
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import QApplication, QTableView
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QTableView
 
 from app.manager.jobs import Direction, JobStatus
 from app.ui import job_table_model as model_module
 from app.ui.formatting import format_eta, format_speed, job_progress_text, status_label
+from app.ui.job_filter_proxy import JobFilterProxy
 from app.ui.job_table_model import Column, JobRole, JobTableModel, ProgressRole, SortRole, natural_key
-from app.ui.progress_delegate import ProgressDelegate
 from tests.ui.fake_manager import FakeManager
-
-GiB = 1 << 30
-MiB = 1 << 20
+from tests.ui.ui_fakes import GiB, MiB, listening_model, one_job_per_status
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,9 +28,7 @@ def manager() -> FakeManager:
 
 @pytest.fixture
 def model(qtbot, manager: FakeManager) -> JobTableModel:
-    model = JobTableModel()
-    manager.add_listener(model)
-    return model
+    return listening_model(manager)
 
 
 def names(model: JobTableModel) -> list[str]:
@@ -286,6 +281,135 @@ def test_ties_keep_their_order(qtbot, model: JobTableModel, manager: FakeManager
     assert rec.layouts == 0
 
 
+def test_sort_by_status_groups_what_the_user_can_do(qtbot, model: JobTableModel, manager: FakeManager) -> None:
+    one_job_per_status(manager)
+    model.sort(Column.STATUS, Qt.SortOrder.AscendingOrder)
+    assert [model.job_at(row).status for row in range(model.rowCount())] == [
+        JobStatus.ACTIVE, JobStatus.ACTIVE, JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.FAILED, JobStatus.CANCELED,
+        JobStatus.COMPLETED]
+    assert names(model)[:2] == ["active-movie.mkv", "active-music.flac"]  # a tie keeps arrival order
+
+
+def test_values_that_change_without_changing_the_order_move_nothing(
+        qtbot, model: JobTableModel, manager: FakeManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_module, "RESORT_INTERVAL_MS", 50)
+    jobs = [manager.make_job(name, status=JobStatus.ACTIVE, speed=speed, total=10)
+            for name, speed in (("a", 3.0), ("b", 2.0), ("c", 1.0))]
+    model.sort(Column.SPEED, Qt.SortOrder.DescendingOrder)
+    rec = Recorder(model)
+    for round_ in range(1, 4):  # every speed changes, the order does not
+        for job in jobs:
+            manager.update(job, speed=job.speed * 2)
+        model.flush()
+        qtbot.wait(80)  # longer than the re-order interval: a pending move would have happened
+        assert model.index(0, Column.SPEED).data() == f"{3 * 2 ** round_} B/s"
+    assert names(model) == ["a", "b", "c"]
+    assert rec.layouts == 0
+    assert len(rec.changed) >= 3  # the cells were repainted each time
+
+
+def test_a_move_uses_the_latest_values_of_rows_that_changed_while_it_waited(
+        qtbot, model: JobTableModel, manager: FakeManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_module, "RESORT_INTERVAL_MS", 300)
+    a = manager.make_job("a", status=JobStatus.ACTIVE, speed=3.0, total=10)
+    manager.make_job("b", status=JobStatus.ACTIVE, speed=2.0, total=10)
+    c = manager.make_job("c", status=JobStatus.ACTIVE, speed=1.0, total=10)
+    model.sort(Column.SPEED, Qt.SortOrder.DescendingOrder)
+    manager.update(c, speed=10.0)
+    model.flush()  # the first change after a sort moves rows at once
+    assert names(model) == ["c", "a", "b"]
+    manager.update(a, speed=0.5)  # a would go last...
+    model.flush()
+    manager.update(a, speed=20.0)  # ...but is first by the time the rows may move again
+    model.flush()
+    assert names(model) == ["c", "a", "b"]  # still waiting for the interval
+    qtbot.waitUntil(lambda: names(model) == ["a", "c", "b"], timeout=2000)
+    assert [model.index(row, Column.SPEED).data(SortRole) for row in range(3)] == [20.0, 10.0, 2.0]
+
+
+def test_a_row_that_changes_while_its_move_is_prepared_is_placed_by_a_later_move(
+        qtbot, model: JobTableModel, manager: FakeManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resort timer works out the order, the next flush applies it: a value that changes in between is
+    checked again after the move, even when nothing else changes."""
+    monkeypatch.setattr(model_module, "RESORT_INTERVAL_MS", 100)
+    a = manager.make_job("a", status=JobStatus.ACTIVE, speed=3.0, total=10)
+    b = manager.make_job("b", status=JobStatus.ACTIVE, speed=2.0, total=10)
+    c = manager.make_job("c", status=JobStatus.ACTIVE, speed=1.0, total=10)
+    model.sort(Column.SPEED, Qt.SortOrder.DescendingOrder)
+    manager.update(c, speed=10.0)
+    model.flush()  # the first change after a sort moves rows at once
+    assert names(model) == ["c", "a", "b"]
+    # Right after the order is prepared (connected after the model's own slot, so called after it): a speeds up.
+    model._resort_timer.timeout.connect(lambda: manager.update(a, speed=20.0) if a.speed < 20 else None)
+    manager.update(b, speed=5.0)
+    model.flush()
+    assert names(model) == ["c", "a", "b"]  # stale, waiting for the interval
+    qtbot.waitUntil(lambda: names(model) == ["c", "b", "a"], timeout=2000)  # the prepared order (a at 3.0)
+    qtbot.waitUntil(lambda: names(model) == ["a", "c", "b"], timeout=2000)  # a at 20.0, with no further change
+
+
+@pytest.mark.parametrize("text_filter", ["", "job"])  # the proxy passing rows through, and mapping them
+def test_the_selection_follows_its_jobs_when_rows_move(qtbot, model: JobTableModel, manager: FakeManager,
+                                                       text_filter: str) -> None:
+    jobs = [manager.make_job(f"job-{i}", status=JobStatus.ACTIVE, speed=float(10 - i), total=10) for i in range(6)]
+    proxy = JobFilterProxy()
+    proxy.setSourceModel(model)
+    proxy.set_text_filter(text_filter)
+    view = QTableView()
+    qtbot.addWidget(view)
+    view.setModel(proxy)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+    view.sortByColumn(Column.SPEED, Qt.SortOrder.DescendingOrder)
+    view.selectRow(1)
+    view.selectionModel().select(proxy.index(3, 0), view.selectionModel().SelectionFlag.Select
+                                 | view.selectionModel().SelectionFlag.Rows)
+
+    def selected() -> set[str]:
+        return {proxy.job_at(index.row()).name for index in view.selectionModel().selectedRows()}
+
+    assert selected() == {"job-1", "job-3"}
+    for i, job in enumerate(jobs):  # the order reverses: job-5 fastest
+        manager.update(job, speed=float(1 + i))
+    model.flush()
+    assert [proxy.job_at(row).name for row in range(proxy.rowCount())] == [f"job-{i}" for i in range(5, -1, -1)]
+    assert selected() == {"job-1", "job-3"}
+    assert proxy.job_at(view.currentIndex().row()).name == "job-1"
+
+
+def test_rows_are_found_and_removed_after_a_move(qtbot, model: JobTableModel, manager: FakeManager) -> None:
+    jobs = [manager.make_job(f"f{i}", total=(i + 1) * 10) for i in range(6)]
+    model.sort(Column.SIZE, Qt.SortOrder.DescendingOrder)
+    assert [model.row_of(job.id) for job in jobs] == [5, 4, 3, 2, 1, 0]
+    model.jobs_removed([jobs[4].id, jobs[1].id])
+    assert names(model) == ["f5", "f3", "f2", "f0"]
+    assert [model.row_of(jobs[i].id) for i in (5, 3, 2, 0)] == [0, 1, 2, 3]
+    assert model.row_of(jobs[4].id) is None
+    manager.make_job("f9", total=1000)
+    model.flush()
+    assert names(model) == ["f9", "f5", "f3", "f2", "f0"]
+    assert model.row_of(jobs[0].id) == 4
+
+
+def test_a_change_after_a_quiet_spell_waits_only_the_flush_delay(qtbot, model: JobTableModel,
+                                                                 manager: FakeManager) -> None:
+    """Half an interval after the manager's batch, not a whole one: then the flush does not land on the next
+    batch. Flushes stay at least FLUSH_INTERVAL_MS apart. (Lower bounds only: a busy machine only delays.)"""
+    job = manager.make_job("a.bin", status=JobStatus.ACTIVE, total=10**9)
+    model.flush()
+    qtbot.wait(2 * model_module.FLUSH_INTERVAL_MS)
+    flushed: list[float] = []
+    model.updated.connect(lambda: flushed.append(time.monotonic()))
+    changed = time.monotonic()
+    manager.update(job, done_bytes=1)
+    qtbot.waitUntil(lambda: len(flushed) == 1, timeout=2000)
+    manager.update(job, done_bytes=2)  # right after a flush: waits for the rest of the interval
+    qtbot.waitUntil(lambda: len(flushed) == 2, timeout=2000)
+    slack = 0.9  # Qt's coarse timers may fire up to 5% early
+    assert flushed[0] - changed >= slack * model_module.FLUSH_DELAY_MS / 1000
+    assert flushed[1] - flushed[0] >= slack * model_module.FLUSH_INTERVAL_MS / 1000
+
+
 def test_ten_thousand_rows_all_changing_stay_cheap(qtbot, model: JobTableModel, manager: FakeManager) -> None:
     jobs = [manager.make_job(f"file{i}.bin", status=JobStatus.ACTIVE, total=(i + 1) * GiB) for i in range(10_000)]
     model.flush()
@@ -302,32 +426,6 @@ def test_ten_thousand_rows_all_changing_stay_cheap(qtbot, model: JobTableModel, 
     assert rec.changed == [(0, 0, 9_999, 8)]  # one signal for the whole table
     assert rec.layouts == 0  # names did not change: no re-sort
     assert elapsed < 1.0, f"flushing 10,000 changed rows took {elapsed:.3f} s"
-
-
-# ---- the progress delegate --------------------------------------------------------------------------------------
-
-
-def test_progress_delegate_paints_a_bar(qtbot, model: JobTableModel, manager: FakeManager) -> None:
-    manager.make_job("empty", status=JobStatus.ACTIVE, total=100, done=0)
-    manager.make_job("full", status=JobStatus.COMPLETED, total=100, done=100)
-    view = QTableView()
-    qtbot.addWidget(view)
-    view.setModel(model)
-    view.setItemDelegateForColumn(Column.PROGRESS, ProgressDelegate(view))
-    view.setColumnWidth(Column.PROGRESS, 200)
-    view.resize(1200, 200)
-    view.show()
-    qtbot.waitExposed(view)
-    image: QImage = view.viewport().grab().toImage()
-
-    def row_colors(row: int) -> set[int]:
-        rect = view.visualRect(model.index(row, Column.PROGRESS))
-        y = rect.center().y()
-        return {QColor(image.pixel(x, y)).rgb() for x in range(rect.left() + 10, rect.right() - 10, 3)}
-
-    empty, full = row_colors(0), row_colors(1)
-    assert full != empty  # the 100% bar is filled where the 0% bar is not
-    assert len(full | empty) > 2  # more than a blank cell: a frame, a fill, text
 
 
 def test_invalid_indexes_are_harmless(qtbot, model: JobTableModel) -> None:

@@ -1,4 +1,5 @@
-"""In-memory stand-ins for the manager and the account store, for dialog, tray and shell tests.
+"""In-memory stand-ins for the manager and the account store, for dialog, tray and shell tests, and the jobs
+that the table model and filter proxy tests share.
 
 They follow the real contracts (app/manager/manager.py, accounts.py, secrets.py) closely enough to drive the
 UI: they record what the UI asked for, and fail the way the real ones do (ManagerError, AccountError,
@@ -12,13 +13,49 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from app.manager.accounts import Account, AccountError
 from app.manager.jobs import Direction, Job, JobOptions, JobStatus, new_job_id
 from app.manager.listener import Totals
 from app.manager.manager import ManagerError
 from app.manager.secrets import SecretStoreUnavailable
+from app.ui.job_table_model import JobTableModel
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+class JobSource(Protocol):
+    """What the table tests need of tests.ui.fake_manager.FakeManager: it makes jobs and tells its listeners."""
+
+    def add_listener(self, listener: Any) -> None: ...
+
+    def make_job(self, name: str = ..., **fields: Any) -> Job: ...
+
+
+def listening_model(manager: JobSource) -> JobTableModel:
+    """A JobTableModel the manager reports to, as the window's model is."""
+    model = JobTableModel()
+    manager.add_listener(model)
+    return model
+
+
+def one_job_per_status(manager: JobSource) -> list[Job]:
+    """One job in each status, plus a second active one: every sidebar entry and filter has something to show.
+
+    Sizes and speeds differ (5 GiB, 900 MiB, 3 GiB, 10 B, 0, 0, 40 MiB; the active ones at 3 and 9 MB/s), so
+    sorting by size or speed gives a known order.
+    """
+    return [
+        manager.make_job("active-movie.mkv", status=JobStatus.ACTIVE, total=5 * GiB, speed=3e6),
+        manager.make_job("queued.iso", status=JobStatus.QUEUED, total=900 * MiB),
+        manager.make_job("paused.tar", status=JobStatus.PAUSED, total=3 * GiB, remote="oss://Work/Bucket/paused.tar"),
+        manager.make_job("done.zip", status=JobStatus.COMPLETED, total=10),
+        manager.make_job("broken.bin", status=JobStatus.FAILED, error="HTTP 403 AccessDenied (E_REMOTE)"),
+        manager.make_job("canceled.bin", status=JobStatus.CANCELED),
+        manager.make_job("active-music.flac", status=JobStatus.ACTIVE, total=40 * MiB, speed=9e6),
+    ]
 
 
 class FakeManager:
