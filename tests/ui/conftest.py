@@ -13,7 +13,10 @@ from PySide6.QtCore import QCoreApplication, QMimeData, QPoint, QPointF, QSettin
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
+from app.ui.job_table_model import JobTableModel
 from tests.support.qt_loop import make_loop
+from tests.ui.fake_manager import FakeManager
+from tests.ui.ui_fakes import listening_model
 
 
 class MemoryKeyring(KeyringBackend):
@@ -80,3 +83,13 @@ def drop(target: QWidget, mime: QMimeData, pos: QPoint | None = None) -> bool:
                        Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(target, event)
     return event.isAccepted()
+
+
+@pytest.fixture
+def manager() -> FakeManager:
+    return FakeManager()
+
+
+@pytest.fixture
+def model(qtbot, manager: FakeManager) -> JobTableModel:
+    return listening_model(manager)

@@ -10,19 +10,9 @@ from app.ui.job_filter_proxy import JobFilterProxy, StatusFilter, count_by_filte
 from app.ui.job_table_model import Column, JobRole, JobTableModel, SortRole
 from app.ui.status_sidebar import StatusSidebar
 from tests.ui.fake_manager import FakeManager
-from tests.ui.ui_fakes import GiB, listening_model, one_job_per_status
+from tests.ui.ui_fakes import GiB, one_job_per_status
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def manager() -> FakeManager:
-    return FakeManager()
-
-
-@pytest.fixture
-def model(qtbot, manager: FakeManager) -> JobTableModel:
-    return listening_model(manager)
 
 
 @pytest.fixture

@@ -16,19 +16,9 @@ from app.ui.formatting import format_eta, format_speed, job_progress_text, statu
 from app.ui.job_filter_proxy import JobFilterProxy
 from app.ui.job_table_model import Column, JobRole, JobTableModel, ProgressRole, SortRole, natural_key
 from tests.ui.fake_manager import FakeManager
-from tests.ui.ui_fakes import GiB, MiB, listening_model, one_job_per_status
+from tests.ui.ui_fakes import GiB, MiB, one_job_per_status
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def manager() -> FakeManager:
-    return FakeManager()
-
-
-@pytest.fixture
-def model(qtbot, manager: FakeManager) -> JobTableModel:
-    return listening_model(manager)
 
 
 def names(model: JobTableModel) -> list[str]:

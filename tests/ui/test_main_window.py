@@ -37,11 +37,6 @@ class Prefs:
 
 
 @pytest.fixture
-def manager() -> FakeManager:
-    return FakeManager()
-
-
-@pytest.fixture
 def prefs(tmp_path: Path) -> Prefs:
     downloads = tmp_path / "downloads"
     downloads.mkdir()

@@ -14,7 +14,6 @@ from app.manager.jobs import JobStatus
 from app.ui.job_table_model import Column, JobTableModel
 from app.ui.progress_delegate import MARGIN, ProgressDelegate
 from tests.ui.fake_manager import FakeManager
-from tests.ui.ui_fakes import listening_model
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,16 +37,6 @@ def palette() -> QPalette:
     result.setColor(QPalette.ColorGroup.Inactive, QPalette.ColorRole.Highlight, INACTIVE_HIGHLIGHT)
     result.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Highlight, DISABLED_HIGHLIGHT)
     return result
-
-
-@pytest.fixture
-def manager() -> FakeManager:
-    return FakeManager()
-
-
-@pytest.fixture
-def model(qtbot, manager: FakeManager) -> JobTableModel:
-    return listening_model(manager)
 
 
 def render(delegate: ProgressDelegate, model: JobTableModel, row: int, *,
