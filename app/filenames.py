@@ -13,13 +13,15 @@ import re
 import unicodedata
 from urllib.parse import unquote, urlsplit
 
+from app.engine.checkpoint import LONGEST_SUFFIX
+
 DEFAULT_NAME = "download"
 #: NAME_MAX of common file systems (ext4, APFS, NTFS in UTF-16 units, which UTF-8 bytes never undercount).
 FS_NAME_MAX = 255
-#: Room kept for what is appended to a saved name: the engine's sidecars (``.part.ckpt`` and its ``.tmp`` while
-#: being replaced, app.engine.checkpoint) and a `` (9999)`` that makes a name unique (app.manager.naming). A name
-#: cut to a bare 255 bytes saved nothing: its ``.part.ckpt`` could not be created ("File name too long").
-SUFFIX_ROOM = len(".part.ckpt.tmp") + len(" (9999)")
+#: Room kept for what is appended to a saved name: the engine's longest sidecar (``.part.durable`` and its ``.tmp``
+#: while being replaced, app.engine.checkpoint) and a `` (9999)`` that makes a name unique (app.manager.naming). A
+#: name cut to a bare 255 bytes saved nothing: its ``.part.ckpt`` could not be created ("File name too long").
+SUFFIX_ROOM = len(LONGEST_SUFFIX) + len(" (9999)")
 MAX_NAME_BYTES = FS_NAME_MAX - SUFFIX_ROOM
 #: Longest suffix (dot included) kept intact when a name is shortened; longer "extensions" are just text.
 MAX_EXTENSION_CHARS = 16

@@ -44,6 +44,11 @@ class CallbackDispatcher:
         self._scheduled = False
         self._busy = False
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The client's loop: where callbacks run, and where an injected httpx client is used."""
+        return self._loop
+
     def post_record(self, record: FileTransferRecord, progress_cb: ProgressCallback | None,
                     complete: tuple[CompleteCallback | None, str | None] | None = None) -> None:
         """Queue a record. ``complete`` = (complete callback, payload) is queued right behind it under the same lock,

@@ -1,11 +1,15 @@
-"""Download checkpoints: a small JSON sidecar beside ``<dest>.part``, written atomically, holding no secrets.
+"""Download checkpoints: small JSON sidecars beside ``<dest>.part``, written atomically, holding no secrets.
 
-It records which byte ranges of the .part file are done and the remote's identity (size, ETag,
-Last-Modified), so a resume never trusts the file size and never appends to a changed remote.
+They record which byte ranges of the .part file are done and the remote's identity (size, ETag, Last-Modified), so
+a resume never trusts the file size and never appends to a changed remote.
 
-Two done-sets are kept. ``durable`` ranges were fdatasync'ed before the checkpoint naming them was fsync'ed:
-they survive a power cut. ``written`` ranges reached the kernel (pwrite returned) but may not be on disk yet:
-they survive a killed process, not a reboot. The kernel's boot id tells which case a resume is in.
+Two done-sets are kept. ``durable`` ranges were fdatasync'ed before the record naming them was fsync'ed: they
+survive a power cut. ``written`` ranges reached the kernel (pwrite returned) but may not be on disk yet: they
+survive a killed process, not a reboot. The kernel's boot id tells which case a resume is in.
+
+And two files keep them (:class:`Sidecars`): ``<dest>.part.ckpt``, replaced after every batch without an fsync, and
+``<dest>.part.durable``, replaced only with fsyncs. A power cut can tear the first (its rename may reach the disk
+before its data); it cannot tear the second, so the ranges that were durable are never lost with it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ MAGIC = "rusty-cat/download-checkpoint"
 VERSION = 1
 PART_SUFFIX = ".part"
 CHECKPOINT_SUFFIX = ".part.ckpt"
+DURABLE_SUFFIX = ".part.durable"
+TMP_SUFFIX = ".tmp"
+#: The longest name the engine appends to a destination (for file-name length budgets).
+LONGEST_SUFFIX = max(CHECKPOINT_SUFFIX, DURABLE_SUFFIX, key=len) + TMP_SUFFIX
 
 
 def part_path(dest: str) -> str:
@@ -31,6 +39,36 @@ def part_path(dest: str) -> str:
 
 def checkpoint_path(dest: str) -> str:
     return dest + CHECKPOINT_SUFFIX
+
+
+@dataclass(frozen=True)
+class Sidecars:
+    """The files a download keeps beside its destination while it is unfinished."""
+
+    part: str
+    checkpoint: str
+    durable: str
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """Every file, temporary ones included (to delete a cancelled download's traces)."""
+        return (self.part, self.checkpoint, self.durable, self.checkpoint + TMP_SUFFIX, self.durable + TMP_SUFFIX)
+
+
+def sidecars(dest: str) -> Sidecars:
+    return Sidecars(dest + PART_SUFFIX, dest + CHECKPOINT_SUFFIX, dest + DURABLE_SUFFIX)
+
+
+def remove_records(paths: Sidecars) -> None:
+    """Drop both records (the .part stays)."""
+    remove(paths.checkpoint)
+    remove(paths.durable)
+
+
+def same_identity(a: DownloadCheckpoint, b: DownloadCheckpoint) -> bool:
+    """Whether two records describe the same remote version and layout."""
+    return (a.url, a.total_size, a.etag, a.last_modified, a.chunk_size, a.ranged) == \
+        (b.url, b.total_size, b.etag, b.last_modified, b.chunk_size, b.ranged)
 
 
 def boot_id() -> str | None:
@@ -137,8 +175,9 @@ def load(path: str) -> DownloadCheckpoint | None:
 
 
 def write_atomic(path: str, payload: bytes, *, durable: bool) -> None:
-    """Temp file → (fsync) → rename → (fsync dir): a crash leaves the old or the new file, never half."""
-    tmp = f"{path}.tmp"
+    """Temp file → (fsync) → rename → (fsync dir): a crash leaves the old or the new file, never half (without
+    ``durable``, a power cut may: the rename can reach the disk before the data)."""
+    tmp = f"{path}{TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
@@ -174,7 +213,7 @@ def fsync_dir(directory: str) -> None:
 
 
 def remove(path: str) -> None:
-    for p in (path, f"{path}.tmp"):
+    for p in (path, f"{path}{TMP_SUFFIX}"):
         try:
             os.unlink(p)
         except FileNotFoundError:

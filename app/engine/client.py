@@ -69,7 +69,8 @@ class MeowClient:
     # ------------------------------------------------------------------ listeners and logs
     def http_client(self) -> httpx.AsyncClient:
         """The injected client, or a new one built like the engine's own (for plugin authors)."""
-        return self._config.http_client or build_client(self._config.http_timeout, self._config.tcp_keepalive)
+        config = self._config
+        return config.http_client or build_client(config.network(), config.http_timeout, config.tcp_keepalive)
 
     def register_global_progress_listener(self, listener: ProgressCallback) -> GlobalProgressListenerId:
         lid = GlobalProgressListenerId()

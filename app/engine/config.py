@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from app.engine.errors import InnerErrorCode, MeowError
+from app.engine.network import SYSTEM, Network, check_ca_bundle, check_proxy_setting, redact_proxy_url
 
 if TYPE_CHECKING:
     import httpx
@@ -72,6 +74,13 @@ class MeowConfig:
     retry_base_delay: float = 0.2
     retry_max_delay: float = 5.0
     max_retry_after: float = 60.0
+    #: "system" (the environment's proxy variables, as curl reads them), "none", or a proxy URL
+    #: (``http://[user:password@]host:port``, ``socks5://``, ``socks5h://``). Ignored with an injected client.
+    proxy: str = SYSTEM
+    #: Hosts that bypass the proxy (curl's no_proxy syntax); None: the environment's ``no_proxy``.
+    no_proxy: str | None = None
+    #: A PEM file of CA certificates trusted in addition to the system's (a private CA, an office proxy's).
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "http_timeout", _seconds(self.http_timeout))
@@ -90,6 +99,10 @@ class MeowConfig:
         _check_seconds("max_retry_after", self.max_retry_after, 0, 86400)
         if self.rate_limit is not None:
             _check_int("rate_limit", self.rate_limit, 1, 1 << 50)
+        object.__setattr__(self, "proxy", check_proxy_setting(self.proxy))
+        if self.no_proxy is not None and not isinstance(self.no_proxy, str):
+            raise MeowError(InnerErrorCode.INVALID_CONFIG, "no_proxy must be a comma-separated list of hosts")
+        object.__setattr__(self, "ca_bundle", check_ca_bundle(self.ca_bundle))
         if not isinstance(self.breakpoint_download_http, BreakpointDownloadHttpConfig):
             raise MeowError(InnerErrorCode.INVALID_CONFIG, "breakpoint_download_http must be a "
                             "BreakpointDownloadHttpConfig")
@@ -105,9 +118,14 @@ class MeowConfig:
     def replace(self, **changes: Any) -> MeowConfig:
         return dataclasses.replace(self, **changes)
 
-    def __repr__(self) -> str:  # keep the injected client out of reprs and logs
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
-                          if f.name != "http_client")
+    def network(self, environ: Mapping[str, str] | None = None) -> Network:
+        """The proxy rules (the environment read now) and the TLS setup of this configuration."""
+        return Network(self.proxy, self.no_proxy, self.ca_bundle, environ)
+
+    def __repr__(self) -> str:  # keep the injected client and a proxy's password out of reprs and logs
+        shown = ", ".join(
+            f"{f.name}={redact_proxy_url(self.proxy)!r}" if f.name == "proxy" else f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self) if f.name != "http_client")
         client = "None" if self.http_client is None else ".."
         return f"MeowConfig({shown}, http_client={client})"
 
@@ -161,6 +179,14 @@ class MeowConfigBuilder:
 
     def max_retry_after(self, seconds: float) -> MeowConfigBuilder:
         return self._set("max_retry_after", seconds)
+
+    def proxy(self, setting: str, no_proxy: str | None = None) -> MeowConfigBuilder:
+        """``"system"``, ``"none"`` or a proxy URL, and optionally the hosts that bypass it."""
+        self._set("no_proxy", no_proxy)
+        return self._set("proxy", setting)
+
+    def ca_bundle(self, path: str | None) -> MeowConfigBuilder:
+        return self._set("ca_bundle", path)
 
     def build(self) -> MeowConfig:
         return MeowConfig(**self._values)

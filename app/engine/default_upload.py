@@ -1,8 +1,8 @@
 """The seed's default upload wire protocol: multipart/form-data prepare and chunk requests, JSON answers.
 
-Field names and order are a wire contract (seed-behavior §5.2); the body is sent with an explicit
-Content-Length, never chunked, and the chunk goes to the socket as the very object it was read into.
-The part bodies and their timeout (:class:`PartBody`, :func:`body_timeout`) serve the Azure plugin as well.
+Field names and order are a wire contract (seed-behavior §5.2); the body is sent with an explicit Content-Length,
+never chunked. A chunk request streams its part from the file between the form's framing (:meth:`UploadPart.send`,
+the send path every provider's parts take); prepare is a small control request on the httpx client.
 """
 
 from __future__ import annotations
@@ -15,46 +15,20 @@ from dataclasses import dataclass
 import httpx
 
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.http import read_preview, status_error, transport_error, upload_timeout
+from app.engine.failures import request_secrets, status_error, transport_error
+from app.engine.http import read_preview
 from app.engine.protocols import TransferTask, UploadChunkCtx, UploadPrepareCtx, UploadResumeInfo
 from app.engine.redact import redact_text
+from app.engine.wire import Body, FileRange
 
 MAX_RETRY_AFTER = 60.0
 
-#: The write timeout is per socket write, and a part goes out in one write (no copy): it gets one timeout per this
-#: many bytes, the time the 1 MiB writes it used to be cut into had, so a slow-but-steady link works as before.
-WRITE_TIMEOUT_BYTES = 1 << 20
 
+class MultipartBody(Body):
+    """A multipart/form-data body of text fields and at most one binary part (bytes, or a part streamed from the
+    file). Usable as an httpx ``content`` too (async-iterable) when every piece is in memory."""
 
-class PartBody:
-    """A request body of one or more pieces with a known length (the caller sends it as Content-Length; httpx
-    would chunk an iterable otherwise), e.g. one part as a raw PUT.
-
-    The pieces go to httpx as the objects they are: h11 passes a lone ``bytes`` through without joining, so a part
-    read from the file reaches the socket without a copy. Slicing it into ``bytes`` pieces copied every uploaded
-    byte once more, about 0.25 CPU s per GiB (py-spy, README "Performance"). The one write this makes of a part is
-    timed by :func:`body_timeout`.
-    """
-
-    def __init__(self, *pieces: bytes) -> None:
-        self._parts = list(pieces)
-        self.length = sum(len(p) for p in pieces)
-
-    def release(self) -> None:
-        """Drop the pieces once sent: httpx's request objects sit in reference cycles until the cyclic GC runs, and
-        the part they reference must not wait for that (parts piled up: an Azure upload's peak RSS was 265 MiB for
-        1 GiB with ``content=part``). A released body must not be sent again."""
-        self._parts = []
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for part in self._parts:
-            yield part
-
-
-class MultipartBody(PartBody):
-    """A re-iterable multipart/form-data body of text fields and at most one binary part."""
-
-    def __init__(self, fields: list[tuple[str, str]], file_part: bytes | None = None, file_first: bool = True):
+    def __init__(self, fields: list[tuple[str, str]], file_part: bytes | Body | None = None) -> None:
         self.boundary = f"rustycat-{uuid.uuid4().hex}"
         b = self.boundary
         texts = b"".join(
@@ -63,14 +37,21 @@ class MultipartBody(PartBody):
         )
         if file_part is None:
             super().__init__(texts + f"--{b}--\r\n".encode())
-        else:
-            head = (f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="upload_chunk_data"\r\n'
-                    f"Content-Type: application/octet-stream\r\n\r\n").encode()
-            super().__init__(head, file_part, b"\r\n" + texts + f"--{b}--\r\n".encode())
+            return
+        head = (f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="upload_chunk_data"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n").encode()
+        middle = file_part.pieces if isinstance(file_part, Body) else [file_part]
+        super().__init__(head, *middle, b"\r\n" + texts + f"--{b}--\r\n".encode())
 
     @property
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            if isinstance(piece, FileRange):
+                raise TypeError("a body that streams from a file is sent with UploadPart.send, not as httpx content")
+            yield bytes(piece)
 
 
 @dataclass
@@ -79,56 +60,58 @@ class DefaultStyleUpload:
 
     category: str = ""
     parallel_parts: bool = False  # the server tracks one ``nextByte``: parts go in order
+    streams_parts = True
 
     def _base_fields(self, task: TransferTask) -> list[tuple[str, str]]:
         return [("fileMd5", task.file_sign), ("fileName", task.file_name), ("category", self.category)]
 
+    def _headers(self, task: TransferTask, body: MultipartBody) -> dict[str, str]:
+        headers = {k: v for k, v in task.headers if k.lower() not in ("content-type", "content-length")}
+        headers.update({"Content-Type": body.content_type, "Content-Length": str(body.length)})
+        return headers
+
     async def prepare(self, ctx: UploadPrepareCtx) -> UploadResumeInfo:
         fields = [*self._base_fields(ctx.task), ("totalSize", str(ctx.task.total_size))]
-        return await self._send(ctx.client, ctx.task, MultipartBody(fields))
+        body = MultipartBody(fields)
+        client = ctx.client
+        try:
+            request = client.build_request(ctx.task.method, ctx.task.url, headers=self._headers(ctx.task, body),
+                                           content=body)
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, "upload request") from None
+        try:
+            if not response.is_success:
+                preview = await read_preview(response)
+                raise status_error(response.status_code, response.headers, "upload HTTP", preview, MAX_RETRY_AFTER,
+                                   request_secrets(ctx.task.url, request.headers))
+            try:
+                raw = await response.aread()
+            except httpx.HTTPError as exc:
+                raise transport_error(exc, "upload response") from None
+        finally:
+            await response.aclose()
+        return parse_resume_info(raw)
 
     async def upload_chunk(self, ctx: UploadChunkCtx) -> UploadResumeInfo:
-        fields = [*self._base_fields(ctx.task), ("offset", str(ctx.offset)), ("partSize", str(len(ctx.chunk))),
-                  ("totalSize", str(ctx.task.total_size))]
-        return await self._send(ctx.client, ctx.task, MultipartBody(fields, ctx.chunk))
+        task = ctx.task
+        fields = [*self._base_fields(task), ("offset", str(ctx.offset)), ("partSize", str(ctx.length)),
+                  ("totalSize", str(task.total_size))]
+        if ctx.part is None:  # called outside the engine with a chunk in memory: nothing to stream it with
+            raise MeowError(InnerErrorCode.INVALID_TASK_STATE, "DefaultStyleUpload.upload_chunk needs ctx.part "
+                            "(the engine's part to send)", retryable=False)
+        body = MultipartBody(fields, ctx.chunk if ctx.chunk is not None else ctx.part.body())
+        response = await ctx.part.send(task.method, task.url, self._headers(task, body), body, "upload request")
+        if not response.is_success:
+            raise status_error(response.status_code, response.headers, "upload HTTP", response.content[:4096],
+                               MAX_RETRY_AFTER, request_secrets(task.url, response.request.headers))
+        return parse_resume_info(response.content)
 
     async def complete_upload(self, client: httpx.AsyncClient, task: TransferTask) -> str | None:
         return None
 
     async def abort_upload(self, client: httpx.AsyncClient, task: TransferTask) -> None:
         return None
-
-    async def _send(self, client: httpx.AsyncClient, task: TransferTask, body: MultipartBody) -> UploadResumeInfo:
-        headers = [(k, v) for k, v in task.headers if k.lower() not in ("content-type", "content-length")]
-        headers += [("Content-Type", body.content_type), ("Content-Length", str(body.length))]
-        try:
-            request = client.build_request(task.method, task.url, headers=headers, content=body,
-                                           timeout=body_timeout(client, body.length))
-            response = await client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, "upload request") from None
-        finally:
-            body.release()
-        try:
-            if not response.is_success:
-                raise status_error(response, "upload HTTP", await read_preview(response), MAX_RETRY_AFTER)
-            try:
-                raw = await response.aread()
-            except httpx.TransportError as exc:
-                raise transport_error(exc, "upload response") from None
-        finally:
-            await response.aclose()
-        return parse_resume_info(raw)
-
-
-def body_timeout(client: httpx.AsyncClient, body_length: int) -> httpx.Timeout:
-    """:func:`upload_timeout` (the read timeout grows with the body), with a write timeout for one write of the
-    whole body."""
-    timeout = upload_timeout(client, body_length)
-    if timeout.write is None:
-        return timeout
-    writes = max(1, -(-body_length // WRITE_TIMEOUT_BYTES))
-    return httpx.Timeout(connect=timeout.connect, read=timeout.read, write=timeout.write * writes, pool=timeout.pool)
 
 
 def parse_resume_info(raw: bytes) -> UploadResumeInfo:

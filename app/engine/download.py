@@ -1,12 +1,19 @@
-"""One download run: probe, open or resume ``<dest>.part`` from its checkpoint, fetch ranges in parallel,
-write them off-loop, verify, and rename into place only when complete."""
+"""One download run: probe, open or resume ``<dest>.part`` from its checkpoint, fetch ranges in parallel, verify,
+and rename into place only when complete.
+
+Each range is fetched by one worker thread from start to end: the exchange on the data path, the reads into a
+reused buffer, the writes at their offsets and the checkpoint saves. The loop only plans, retries, steals tails for
+idle connections and hears about progress (at most once per progress interval, never per read).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass
 
@@ -15,19 +22,35 @@ import httpx
 from app.engine import checkpoint, log
 from app.engine.checkpoint import CheckpointError, DownloadCheckpoint
 from app.engine.config import RangeIgnoredPolicy
+from app.engine.datapath import DataResponse
 from app.engine.errors import InnerErrorCode, MeowError
+from app.engine.failures import request_secrets, status_error, transport_error
 from app.engine.fileio import O_BINARY, file_digest, io_error, preallocate, pwrite_all
-from app.engine.http import read_preview, status_error, transport_error
+from app.engine.http import read_preview
 from app.engine.protocols import BreakpointDownload, DownloadHeadCtx, DownloadRangeGetCtx
 from app.engine.ranges import ContentRangeError, RangeSet, parse_content_range, parse_unsatisfied_total, plan_segments
-from app.engine.ratelimit import consume_all
+from app.engine.ratelimit import consume_blocking
 from app.engine.redact import redact_url, strip_query
-from app.engine.run import RunContext, acquire_despite_cancel, finish_despite_cancel, maybe_await, retrying, run_all
+from app.engine.run import (
+    ProgressRelay,
+    RunContext,
+    acquire_despite_cancel,
+    maybe_await,
+    retrying,
+    run_all,
+    wait_despite_cancel,
+)
 from app.engine.standard_download import StandardRangeDownload, content_length
+from app.engine.wire import Stopped, StopToken
 
 WRITE_BATCH = 4 << 20  # coalesce network reads into writes of up to this many bytes (capped at chunk size)
 DURABLE_INTERVAL = 1.0  # seconds between fdatasync + durable checkpoint while bytes flow
+FLUSH_INTERVAL = 0.5  # a batch goes to disk (and progress) at least this often, however slow the link
 MAX_RESTARTS = 3  # times a changed remote may restart one run before it fails
+#: Read sizes: as large as the link fills in about READ_SECONDS (so a slow link still shows progress and a pause
+#: is heard quickly), between these bounds.
+MIN_READ, MAX_READ, READ_SECONDS = 64 << 10, 1 << 20, 0.25
+ERROR_PREVIEW = 4096  # bytes of an error answer's body kept for the message
 
 
 @dataclass(frozen=True)
@@ -47,9 +70,8 @@ class _Restart(Exception):
 
 
 class _RangeIgnored(Exception):
-    def __init__(self, preview: bytes) -> None:
-        super().__init__("range ignored")
-        self.preview = preview
+    """A 200 with the whole body where a range was asked for. Nothing of that body is kept, not even in the error:
+    it is the file's content."""
 
 
 def _invalid(msg: str) -> MeowError:
@@ -64,8 +86,9 @@ def _with_identity(headers: dict[str, str]) -> dict[str, str]:
 
 
 class _Segment:
-    """A contiguous run of missing bytes one connection fetches; ``end`` shrinks when another worker steals
-    its tail. ``pos`` is written (durable to the kernel), ``recv`` received."""
+    """A contiguous run of missing bytes one connection fetches; ``end`` shrinks when another worker steals its
+    tail (under the run's lock: the loop steals, a thread reads). ``pos`` is written (handed to the kernel),
+    ``recv`` received."""
 
     __slots__ = ("end", "pos", "recv")
 
@@ -76,34 +99,28 @@ class _Segment:
 
 
 class _PartFile:
-    """The open ``.part`` file, its done-ranges and the checkpoint that records them.
+    """The open ``.part`` file, its done ranges and the two records of them.
 
-    Each batch is recorded and checkpointed by the worker thread that wrote it, right after the write (one trip to
-    a thread per batch, not two), so a kill -9 loses at most what was not yet written. Saves coalesce: one thread
-    saves at a time and picks up whatever other threads recorded meanwhile. Once a second while bytes flow, a save
-    on the loop's side also makes the data durable (fdatasync).
+    The fast record (``.part.ckpt``) is replaced after every batch, by the worker thread that wrote it, without an
+    fsync: it survives a killed process (the kernel has the bytes), not a power cut. The durable record
+    (``.part.durable``) is replaced only after an fdatasync of the data, with an fsync of its own, about once a
+    second while bytes flow and when the file closes: a power cut leaves it whole, whatever it does to the fast one.
+    Saves coalesce: one thread saves at a time and picks up whatever the others recorded meanwhile.
     """
 
-    def __init__(self, fd: int, ckpt_path: str, ckpt: DownloadCheckpoint, written: RangeSet, run: DownloadRun):
+    def __init__(self, fd: int, paths: checkpoint.Sidecars, ckpt: DownloadCheckpoint, written: RangeSet) -> None:
         self.fd = fd
-        self.ckpt_path = ckpt_path
+        self.paths = paths
         self.ckpt = ckpt
         self.written = written  # changed under ``_lock`` (worker threads record into it)
         self.durable = written.copy()
-        self._run = run
-        self._lock = threading.Lock()  # guards written, durable, _unsaved, _closed, _save_error: never held for I/O
-        self._saving = threading.Lock()  # held by the one thread writing the checkpoint (or closing the fd)
+        self._lock = threading.Lock()  # guards written, durable, _unsaved, _closed, save_error: never held for I/O
+        self._saving = threading.Lock()  # held by the one thread writing a record (or closing the fd)
         self._unsaved = False  # ranges recorded since the last save began
         self._closed = False  # set when the fd is closed: a late save must not run
-        self._save_error: OSError | None = None
+        self.save_error: OSError | None = None
         self._save_warned = False
-        self._dirty = asyncio.Event()
         self._last_durable = time.monotonic()
-        self._saver: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start the once-a-second durable saver (on the loop; the file was opened in a worker thread)."""
-        self._saver = asyncio.get_running_loop().create_task(self._durable_loop())
 
     def done_bytes(self) -> int:
         with self._lock:
@@ -120,19 +137,20 @@ class _PartFile:
             self._unsaved = True
 
     # -------------------------------------------------------------- worker threads
-    def write(self, buffers: list[bytes], at: int) -> int:
-        """Write a batch at ``at``, record it and checkpoint it (in a worker thread)."""
-        n = pwrite_all(self.fd, buffers, at)
+    def write(self, view: memoryview, at: int) -> int:
+        """Write one batch at ``at``, record it and save the records (in a worker thread)."""
+        n = pwrite_all(self.fd, [view], at)
         with self._lock:
             self.written.add(at, at + n)
             self._unsaved = True
-        self._save_unsaved()
+        durable = time.monotonic() - self._last_durable >= DURABLE_INTERVAL
+        self._save_unsaved(durable)
         return n
 
-    def _save_unsaved(self) -> None:
-        """Save until every recorded range is in the checkpoint, unless another thread is saving: that one goes
-        round again for what we recorded. A failing save (a full disk) is kept for the loop to report; the data
-        itself went into reserved space, so the download goes on and the next batch tries to save again."""
+    def _save_unsaved(self, durable: bool) -> None:
+        """Save until every recorded range is in the record, unless another thread is saving: that one goes round
+        again for what we recorded. A failing save (a full disk) is kept and reported once; the data itself went
+        into reserved space, so the download goes on and the next batch tries again."""
         while self._saving.acquire(blocking=False):
             try:
                 while True:
@@ -142,11 +160,13 @@ class _PartFile:
                         self._unsaved = False
                         snapshot = self.written.copy()
                     try:
-                        self._write_checkpoint(snapshot, durable=False)
+                        self._write_records(snapshot, durable)
+                        durable = False
                     except OSError as exc:
                         with self._lock:
                             self._unsaved = True
-                            self._save_error = exc
+                            self.save_error = exc
+                        self._warn(exc)
                         return
             finally:
                 self._saving.release()
@@ -154,6 +174,11 @@ class _PartFile:
                 if not self._unsaved or self._closed:
                     return
             # a batch was recorded after our last look but before we let go: go round again
+
+    def _warn(self, error: OSError) -> None:
+        if not self._save_warned:
+            self._save_warned = True
+            log.warn("download_chunk", f"cannot save checkpoint {self.paths.checkpoint}: {error.strerror or error}")
 
     def save_sync(self, durable: bool) -> None:
         """Save now, waiting for a save in progress (in a worker thread)."""
@@ -164,75 +189,56 @@ class _PartFile:
                 self._unsaved = False
                 snapshot = self.written.copy()
             try:
-                self._write_checkpoint(snapshot, durable)
+                self._write_records(snapshot, durable)
             except OSError:
                 with self._lock:
                     self._unsaved = True
                 raise
 
-    def _write_checkpoint(self, snapshot: RangeSet, durable: bool) -> None:
-        """Only ranges written *before* the fdatasync become durable, so a power cut never leaves zeros marked
-        done. The caller holds ``_saving``."""
+    def _write_records(self, snapshot: RangeSet, durable: bool) -> None:
+        """Only ranges written *before* the fdatasync become durable, so a power cut never leaves zeros marked done.
+        The caller holds ``_saving``."""
         if durable:
             (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
             with self._lock:
                 self.durable = snapshot
+            self.ckpt.written = self.ckpt.durable = [list(s) for s in snapshot.spans]
+            checkpoint.write_atomic(self.paths.durable, checkpoint.encode(self.ckpt), durable=True)
+            self._last_durable = time.monotonic()
         with self._lock:
             durable_spans = self.durable.spans
         self.ckpt.written = [list(s) for s in snapshot.spans]
         self.ckpt.durable = [list(s) for s in durable_spans]
-        checkpoint.write_atomic(self.ckpt_path, checkpoint.encode(self.ckpt), durable=durable)
+        checkpoint.write_atomic(self.paths.checkpoint, checkpoint.encode(self.ckpt), durable=False)
 
-    # -------------------------------------------------------------- the loop
-    def written_batch(self) -> None:
-        """A batch was recorded (on the loop): wake the durable saver, report a failing save once."""
-        self._dirty.set()
-        error = self._save_error
-        if error is not None and not self._save_warned:
-            self._save_warned = True
-            log.warn("download_chunk", f"cannot save checkpoint {self.ckpt_path}: {error.strerror or error}")
-
-    async def _durable_loop(self) -> None:
-        while True:
-            await self._dirty.wait()
-            wait = DURABLE_INTERVAL - (time.monotonic() - self._last_durable)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._dirty.clear()
+    def close_sync(self, keep_records: bool) -> None:
+        """Make the data durable, record it (unless the file is complete and about to be renamed) and close the fd
+        (in a worker thread)."""
+        with self._saving:
             try:
-                await self._run.ctx.in_thread(self.save_sync, True)
-            except OSError as exc:
-                with self._lock:
-                    self._save_error = exc
-                self.written_batch()
-                continue
-            self._last_durable = time.monotonic()
-
-    async def close(self, keep_checkpoint: bool) -> None:
-        """Stop the saver, make the data durable, record it (unless the file is complete and about to be renamed)
-        and close the fd. Runs to the end even while the task is being cancelled, so a pause never loses what
-        reached the disk."""
-        if self._saver is not None:
-            self._saver.cancel()
-
-        def finish() -> None:
-            with self._saving:
-                try:
-                    if keep_checkpoint:
-                        with self._lock:
-                            snapshot = self.written.copy()
-                        self._write_checkpoint(snapshot, durable=True)
-                    else:
-                        (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
-                finally:
+                if keep_records:
                     with self._lock:
-                        self._closed = True
-                    os.close(self.fd)
+                        snapshot = self.written.copy()
+                    self._write_records(snapshot, durable=True)
+                else:
+                    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
+            finally:
+                with self._lock:
+                    self._closed = True
+                os.close(self.fd)
 
-        try:
-            await finish_despite_cancel(self._run.ctx.in_thread(finish))
-        except OSError as exc:  # e.g. ENOSPC saving the checkpoint: a DiskFull/IoError, not an internal error
-            raise io_error(exc, f"cannot save the download checkpoint {self.ckpt_path}") from None
+    async def close(self, ctx: RunContext, keep_records: bool) -> None:
+        """Runs to the end even while the task is being cancelled, so a pause never loses what reached the disk."""
+        fut = asyncio.ensure_future(ctx.in_thread(self.close_sync, keep_records))
+        await wait_despite_cancel(fut)
+        exc = fut.exception()
+        if isinstance(exc, OSError):  # e.g. ENOSPC saving the checkpoint: DiskFull/IoError, not an internal error
+            raise io_error(exc, f"cannot save the download checkpoint {self.paths.checkpoint}") from None
+        if exc is not None:
+            raise exc
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise asyncio.CancelledError
 
 
 class DownloadRun:
@@ -241,12 +247,13 @@ class DownloadRun:
         self.task = ctx.task
         self.proto: BreakpointDownload = ctx.task.breakpoint_download or StandardRangeDownload()
         self.dest = os.path.abspath(ctx.task.file_path)
-        self.part_path = checkpoint.part_path(self.dest)
-        self.ckpt_path = checkpoint.checkpoint_path(self.dest)
+        self.paths = checkpoint.sidecars(self.dest)
+        self.part_path = self.paths.part
         self.fresh = False
         conc = ctx.task.max_chunk_concurrency or ctx.config.max_chunk_concurrency
         self.workers = max(1, conc)
         self.batch = max(64 << 10, min(WRITE_BATCH, ctx.task.chunk_size))
+        self._steal_lock = threading.Lock()
 
     # ------------------------------------------------------------------ orchestration
     async def _probe_refreshing(self, attempt: int) -> Probe:
@@ -279,7 +286,6 @@ class DownloadRun:
 
     async def _transfer(self, probe: Probe) -> int:
         part = await acquire_despite_cancel(self.ctx.in_thread(self._open, probe), lambda p: os.close(p.fd))
-        part.start()
         ok = False
         try:
             total = probe.total
@@ -291,20 +297,35 @@ class DownloadRun:
             else:
                 try:
                     await self._ranged(part, probe, total)
-                except _RangeIgnored as ignored:
+                except _RangeIgnored:
                     if self.ctx.http_config.range_ignored is RangeIgnoredPolicy.FAIL:
-                        text = ignored.preview.decode("utf-8", errors="replace")
-                        raise _invalid(f"download GET requires 206 Partial Content, got 200: {text}") from None
+                        raise _invalid("download GET requires 206 Partial Content, got 200 (the server ignored "
+                                       "the Range header)") from None
                     log.info("download_chunk", "server ignored Range; downloading again as one stream")
                     total = await self._stream(part, probe)
             holes = part.missing(total)
             if holes:  # never call a file with holes complete, whatever went wrong above
                 raise MeowError(InnerErrorCode.INVALID_RANGE, f"download incomplete: byte ranges {holes[:3]} missing")
+            self.ctx.report(part.done_bytes(), total)
             ok = True
         finally:
-            await part.close(keep_checkpoint=not ok)
-        # Never let a pause return while the thread is still renaming the .part: a resumed run would open it anew.
-        await finish_despite_cancel(self.ctx.in_thread(self._finish, total))
+            await part.close(self.ctx, keep_records=not ok)
+        return await self._finish_despite_pause(total)
+
+    async def _finish_despite_pause(self, total: int) -> int:
+        """Verify and rename. A pause (or a quit) during a long verification stops it and keeps the .part and its
+        records, so the next run verifies again instead of downloading again; once the rename happened the result
+        stands, paused or not."""
+        stop = StopToken()
+        fut = asyncio.get_running_loop().run_in_executor(self.ctx.pool, self._finish, total, stop)
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            stop.set()
+            await wait_despite_cancel(fut)
+            if fut.cancelled() or fut.exception() is not None:
+                raise
+            log.info("download_complete", f"{self.dest} was complete before the pause: keeping it")
         return total
 
     # ------------------------------------------------------------------ probe
@@ -313,15 +334,18 @@ class DownloadRun:
         try:
             request = client.build_request(method, url, headers=headers)
             return await client.send(request, stream=True, follow_redirects=True)
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"{what}: unusable URL {redact_url(url)}: {exc}") from None
         except httpx.RemoteProtocolError as exc:
             if "content-length" in str(exc).lower():  # h11 refuses a malformed length before we see it
                 raise MeowError(InnerErrorCode.MISSING_OR_INVALID_CONTENT_LENGTH,
                                 f"missing or invalid content-length from {what}: {exc}", retryable=False) from None
             raise transport_error(exc, what) from None
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise transport_error(exc, what) from None
+
+    def _status_error(self, status: int, headers: object, what: str, preview: bytes, url: str,
+                      sent: object) -> MeowError:
+        return status_error(status, headers, what, preview, self.ctx.config.max_retry_after,
+                            request_secrets(url, sent))
 
     async def _probe(self, attempt: int) -> Probe:
         view = self.ctx.view(0)
@@ -335,10 +359,11 @@ class DownloadRun:
         try:
             if resp.status_code not in (403, 405, 501):
                 if not resp.is_success:
-                    raise status_error(resp, "download_prepare HEAD failed:", b"", self.ctx.config.max_retry_after)
+                    raise self._status_error(resp.status_code, resp.headers, "download_prepare HEAD failed:", b"",
+                                             hctx.url, hctx.headers)
                 total = await maybe_await(self.proto.total_size_from_head(resp.headers))
                 if total is not None:
-                    return self._probe_result(resp, total, _accepts_ranges(resp.headers))
+                    return self._probe_result(resp.headers, total, _accepts_ranges(resp.headers))
         finally:
             await resp.aclose()
         # HEAD refused or lengthless: a one-byte GET, built afresh so a signing plugin signs the GET with its range.
@@ -359,25 +384,52 @@ class DownloadRun:
                     cr = parse_content_range(resp.headers.get("content-range", ""))
                 except ContentRangeError as exc:
                     raise _invalid(str(exc)) from None
-                return self._probe_result(resp, cr.total, True)
+                return self._probe_result(resp.headers, cr.total, True)
             if resp.status_code == 200:
-                return self._probe_result(resp, content_length(resp.headers), False)
+                return self._probe_result(resp.headers, content_length(resp.headers), False)
             if resp.status_code == 416:
                 total = parse_unsatisfied_total(resp.headers.get("content-range"))
-                return self._probe_result(resp, 0 if total is None else total, True)
+                return self._probe_result(resp.headers, 0 if total is None else total, True)
             preview = await read_preview(resp)
-            raise status_error(resp, "download_prepare probe failed:", preview, self.ctx.config.max_retry_after)
+            raise self._status_error(resp.status_code, resp.headers, "download_prepare probe failed:", preview, url,
+                                     headers)
         finally:
             await resp.aclose()
 
     @staticmethod
-    def _probe_result(resp: httpx.Response, total: int | None, ranged: bool | None) -> Probe:
-        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+    def _probe_result(headers: httpx.Headers, total: int | None, ranged: bool | None) -> Probe:
+        encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             ranged = False
-        return Probe(total, resp.headers.get("etag"), resp.headers.get("last-modified"), ranged)
+        return Probe(total, headers.get("etag"), headers.get("last-modified"), ranged)
 
     # ------------------------------------------------------------------ the .part file
+    def _load_records(self) -> tuple[DownloadCheckpoint | None, RangeSet]:
+        """The checkpoint to resume from and the ranges it lets us trust: the fast record's if this boot wrote it
+        (a killed process: the kernel kept the bytes), else the durable record's. A torn record counts as absent,
+        so a fast record torn by a power cut never costs what the durable one holds."""
+        fast = self._load(self.paths.checkpoint)
+        durable = self._load(self.paths.durable)
+        boot = checkpoint.boot_id()
+        trusted = RangeSet()
+        for record in (durable, fast):
+            if record is not None:
+                for s, e in record.done(boot).spans:
+                    trusted.add(s, e)
+        reference = fast or durable
+        if fast is not None and durable is not None and not checkpoint.same_identity(fast, durable):
+            reference, trusted = durable, durable.done(boot)  # the fast one belongs to another version
+        return reference, trusted
+
+    def _load(self, path: str) -> DownloadCheckpoint | None:
+        try:
+            return checkpoint.load(path)
+        except CheckpointError as exc:
+            log.warn("download_prepare", f"ignoring checkpoint {path}: {exc}")
+        except OSError as exc:
+            raise io_error(exc, f"cannot read checkpoint {path}") from None
+        return None
+
     def _open(self, probe: Probe) -> _PartFile:
         if os.path.isdir(self.dest):
             raise MeowError(InnerErrorCode.IO_ERROR, f"download destination is a directory: {self.dest}")
@@ -385,14 +437,7 @@ class DownloadRun:
             os.makedirs(os.path.dirname(self.dest), exist_ok=True)
         except OSError as exc:
             raise io_error(exc, f"cannot create the folder for {self.dest}") from None
-        old: DownloadCheckpoint | None = None
-        if not self.fresh:
-            try:
-                old = checkpoint.load(self.ckpt_path)
-            except CheckpointError as exc:
-                log.warn("download_prepare", f"ignoring checkpoint {self.ckpt_path}: {exc}; starting over")
-            except OSError as exc:
-                raise io_error(exc, f"cannot read checkpoint {self.ckpt_path}") from None
+        old, trusted = (None, RangeSet()) if self.fresh else self._load_records()
         try:
             fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT | O_BINARY, 0o644)
         except OSError as exc:
@@ -400,11 +445,12 @@ class DownloadRun:
         try:
             boot = checkpoint.boot_id()
             if old is not None and self._resumable(old, probe):
-                written = old.done(boot)
                 size = os.fstat(fd).st_size
-                written = RangeSet([(s, min(e, size)) for s, e in written.spans if s < size])
+                written = RangeSet([(s, min(e, size)) for s, e in trusted.spans if s < size])
                 ckpt = old
             else:
+                if old is None and os.fstat(fd).st_size:
+                    log.warn("download_prepare", f"{self.part_path} has no usable checkpoint; starting over")
                 os.ftruncate(fd, 0)
                 written = RangeSet()
                 ckpt = DownloadCheckpoint(
@@ -415,7 +461,7 @@ class DownloadRun:
             ckpt.boot_id = boot
             if probe.total:
                 preallocate(fd, probe.total)
-            part = _PartFile(fd, self.ckpt_path, ckpt, written, self)
+            part = _PartFile(fd, self.paths, ckpt, written)
             part.save_sync(durable=True)
             return part
         except OSError as exc:
@@ -434,8 +480,8 @@ class DownloadRun:
             return probe.last_modified == old.last_modified
         return not (probe.etag or probe.last_modified or old.etag or old.last_modified)
 
-    def _finish(self, total: int) -> None:
-        """Verify and move into place. Runs in a worker thread."""
+    def _finish(self, total: int, stop: StopToken) -> None:
+        """Verify and move into place (in a worker thread). ``stop`` interrupts a verification, never the rename."""
         try:
             size = os.path.getsize(self.part_path)
             if size > total:
@@ -445,21 +491,26 @@ class DownloadRun:
             verify = getattr(self.proto, "verify_download", None)
             if verify is not None:  # a provider's whole-object check (OSS CRC-64), before the file is complete
                 try:
-                    verify(self.part_path, total)
+                    if "stop" in inspect.signature(verify).parameters:
+                        verify(self.part_path, total, stop=stop.is_set)
+                    else:
+                        verify(self.part_path, total)
                 except MeowError as err:
                     if err.code == InnerErrorCode.CHECKSUM_MISMATCH:
-                        checkpoint.remove(self.ckpt_path)  # the bytes are wrong: the next attempt starts over
+                        checkpoint.remove_records(self.paths)  # the bytes are wrong: the next attempt starts over
                     raise
+            stop.check()
             expected = self.task.expected_checksum
             if expected is not None:
-                actual = file_digest(self.part_path, expected.algorithm)
+                actual = file_digest(self.part_path, expected.algorithm, stop.is_set)
                 if actual != expected.hex_digest:
-                    checkpoint.remove(self.ckpt_path)  # the bytes are wrong: the next attempt starts over
+                    checkpoint.remove_records(self.paths)  # the bytes are wrong: the next attempt starts over
                     raise MeowError(InnerErrorCode.CHECKSUM_MISMATCH,
                                     f"{expected.algorithm} mismatch: expected {expected.hex_digest}, got {actual}")
+            stop.check()
             os.replace(self.part_path, self.dest)
             checkpoint.fsync_dir(os.path.dirname(self.dest))
-            checkpoint.remove(self.ckpt_path)
+            checkpoint.remove_records(self.paths)
         except OSError as exc:
             raise io_error(exc, f"cannot finish {self.dest}") from None
 
@@ -468,6 +519,7 @@ class DownloadRun:
         queue = deque(_Segment(s, e) for s, e in plan_segments(part.missing(total), self.task.chunk_size,
                                                                  self.workers))
         active: list[_Segment] = []
+        relay = self.ctx.relay(lambda: (part.done_bytes(), total))
 
         async def worker() -> None:
             while True:
@@ -476,7 +528,7 @@ class DownloadRun:
                     return
                 active.append(seg)
                 try:
-                    await self._fetch_with_retries(part, probe, seg, total)
+                    await self._fetch_with_retries(part, probe, seg, total, relay)
                 finally:
                     active.remove(seg)
 
@@ -487,15 +539,16 @@ class DownloadRun:
     def _steal(self, active: list[_Segment]) -> _Segment | None:
         """Split the biggest remaining tail so idle connections keep helping to the end."""
         chunk = self.task.chunk_size
-        victim = max(active, key=lambda s: s.end - s.recv, default=None)
-        if victim is None or victim.end - victim.recv < 2 * chunk:
-            return None
-        mid = -(-(victim.recv + (victim.end - victim.recv) // 2) // chunk) * chunk
-        if not victim.recv < mid < victim.end:
-            return None
-        stolen = _Segment(mid, victim.end)
-        victim.end = mid
-        return stolen
+        with self._steal_lock:
+            victim = max(active, key=lambda s: s.end - s.recv, default=None)
+            if victim is None or victim.end - victim.recv < 2 * chunk:
+                return None
+            mid = -(-(victim.recv + (victim.end - victim.recv) // 2) // chunk) * chunk
+            if not victim.recv < mid < victim.end:
+                return None
+            stolen = _Segment(mid, victim.end)
+            victim.end = mid
+            return stolen
 
     async def _refreshed(self, err: MeowError, total: int) -> bool:
         """On 401/403 ask the plugin once to renew its credentials (an expired presigned/SAS URL): a plugin
@@ -505,13 +558,14 @@ class DownloadRun:
             return False
         return bool(await maybe_await(hook(self.ctx.view(total))))
 
-    async def _fetch_with_retries(self, part: _PartFile, probe: Probe, seg: _Segment, total: int) -> None:
+    async def _fetch_with_retries(self, part: _PartFile, probe: Probe, seg: _Segment, total: int,
+                                  relay: ProgressRelay) -> None:
         attempt = 0
         refreshed_at: int | None = None
         while seg.pos < seg.end:
             before = seg.pos
             try:
-                await self._fetch(part, probe, seg, total)
+                await self._fetch(part, probe, seg, total, relay)
             except MeowError as err:
                 if refreshed_at != seg.pos and await self._refreshed(err, total):
                     refreshed_at = seg.pos  # once per position: a URL that stays refused is a real 403
@@ -524,28 +578,46 @@ class DownloadRun:
                 delay = self.ctx.policy.delay_for(err, attempt - 1)
                 log.debug("chunk_retry", lambda e=err, d=delay: f"range at {seg.pos}: {e}; retry in {d:.2f}s")
                 await asyncio.sleep(delay)
+            finally:
+                self.ctx.report(part.done_bytes(), total)
 
-    async def _fetch(self, part: _PartFile, probe: Probe, seg: _Segment, total: int) -> None:
+    async def _fetch(self, part: _PartFile, probe: Probe, seg: _Segment, total: int, relay: ProgressRelay) -> None:
         start, last = seg.pos, seg.end - 1
-        seg.recv = start
         rctx = DownloadRangeGetCtx(
             task=self.ctx.view(total), url=self.task.url, range_value=f"bytes={start}-{last}", start=start,
             end=last, headers=dict(self.task.headers), validator=probe.etag,
             extra={"last_modified": probe.last_modified},
         )
         await maybe_await(self.proto.merge_range_get_headers(rctx))
-        resp = await self._send("GET", rctx.url, _with_identity(rctx.headers), "download GET")
-        try:
-            resp_end = await self._check_range(resp, probe, start, last, total)
-            await self._pump(resp, part, seg, resp_end, total)
-        finally:
-            await resp.aclose()
+        headers = list(_with_identity(rctx.headers).items())
+        await self.ctx.in_data_thread(self._fetch_range, rctx.url, headers, (start, last), probe, part, seg, total,
+                                      relay)
 
-    async def _check_range(self, resp: httpx.Response, probe: Probe, start: int, last: int, total: int) -> int:
+    # ------------------------------------------------------------------ in the data thread
+    def _exchange(self, stop: StopToken, url: str, headers: list[tuple[str, str]]) -> DataResponse:
+        try:
+            return self.ctx.data.exchange("GET", url, headers, stop, follow_redirects=True)
+        except Stopped:
+            raise
+        except Exception as exc:
+            raise transport_error(exc, "download GET") from None
+
+    def _fetch_range(self, stop: StopToken, url: str, headers: list[tuple[str, str]], asked: tuple[int, int],
+                     probe: Probe, part: _PartFile, seg: _Segment, total: int, relay: ProgressRelay) -> None:
+        seg.recv = seg.pos
+        resp = self._exchange(stop, url, headers)
+        try:
+            resp_end = self._check_range(resp, probe, asked[0], asked[1], total, url, headers)
+            self._pump(stop, resp, part, seg, resp_end, total, relay)
+        finally:
+            resp.close()
+
+    def _check_range(self, resp: DataResponse, probe: Probe, start: int, last: int, total: int, url: str,
+                     sent: list[tuple[str, str]]) -> int:
         """Strict 206 validation; returns the exclusive end of the bytes this response carries."""
-        status = resp.status_code
+        status = resp.status
         if status == 206:
-            raw = resp.headers.get("content-range")
+            raw = resp.header("content-range")
             if raw is None:
                 raise _invalid("download response missing content-range for ranged GET")
             try:
@@ -561,53 +633,91 @@ class DownloadRun:
             length = content_length(resp.headers)
             if length is not None and length != cr.end - cr.start + 1:
                 raise _invalid(f"download content-length {length} does not match content-range {raw}")
-            encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+            encoding = (resp.header("content-encoding") or "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise _invalid(f"server encoded a ranged response ({encoding}) despite Accept-Encoding: identity")
             return cr.end + 1
         if status == 200:
-            etag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+            etag, modified = resp.header("etag"), resp.header("last-modified")
             if (probe.etag and etag and etag != probe.etag) or (
                 not probe.etag and probe.last_modified and modified and modified != probe.last_modified
             ):
                 raise _Restart(MeowError(InnerErrorCode.REMOTE_CHANGED, "the remote file changed during the download"))
-            raise _RangeIgnored(await read_preview(resp))
+            raise _RangeIgnored
         if status == 412:
             raise _Restart(MeowError(InnerErrorCode.REMOTE_CHANGED, "the remote file changed (412)"))
         if status == 416:
             raise _Restart(MeowError(InnerErrorCode.REMOTE_CHANGED, "the remote file is shorter than expected (416)"))
-        preview = await read_preview(resp)
-        raise status_error(resp, "download GET requires 206 Partial Content, got", preview,
-                           self.ctx.config.max_retry_after)
+        raise self._status_error(status, resp.headers, "download GET requires 206 Partial Content, got",
+                                 self._preview(resp), url, sent)
 
-    async def _pump(self, resp: httpx.Response, part: _PartFile, seg: _Segment, resp_end: int, total: int) -> None:
-        """Stream raw bytes into the file: batched writes in a worker thread, one in flight per connection."""
-        start = seg.pos
-        writer = _BatchWriter(self, part, seg, total)
+    @staticmethod
+    def _preview(resp: DataResponse) -> bytes:
         try:
-            try:
-                async for piece in resp.aiter_raw():
+            return resp.read(ERROR_PREVIEW)
+        except Exception:  # an error page that cannot be read is still an error page
+            return b""
+
+    def _pump(self, stop: StopToken, resp: DataResponse, part: _PartFile, seg: _Segment, resp_end: int, total: int,
+              relay: ProgressRelay) -> None:
+        """Read the body into a reused buffer and write it at its offset in batches (one thread, one connection).
+
+        A read is as large as the link fills in about a quarter second; a batch goes to disk when the buffer is full
+        or half a second has passed, so a slow link still shows progress and records it. Whatever was received
+        before a failure or a stop is written and recorded before the thread lets go."""
+        start = seg.pos
+        buffer = bytearray(min(self.batch, max(1, resp_end - start)))
+        view = memoryview(buffer)
+        filled, flushed_at, read_size = 0, time.monotonic(), MIN_READ
+        try:
+            while True:
+                with self._steal_lock:
                     room = min(seg.end, resp_end) - seg.recv
-                    if len(piece) > room:
-                        if seg.end >= resp_end:
-                            raise _invalid(f"download body length mismatch: expected {resp_end - start}, "
-                                           f"got at least {seg.recv - start + len(piece)}")
-                        piece = piece[:room]  # our tail was stolen by another connection
-                    if piece:
-                        seg.recv += len(piece)
-                        await writer.add(piece)
-                        await consume_all(self.ctx.buckets, len(piece))
-                    if seg.end < resp_end and seg.recv >= seg.end:
-                        break  # stolen tail: drop this connection; otherwise read to the end so it is reused
-            except httpx.TransportError as exc:
-                raise transport_error(exc, "download GET body") from None
+                if room <= 0:
+                    break
+                want = min(room, len(buffer) - filled, read_size)
+                began = time.monotonic()
+                try:
+                    n = resp.readinto(view[filled:filled + want])
+                except (Stopped, MeowError):
+                    raise
+                except Exception as exc:
+                    raise transport_error(exc, "download GET body") from None
+                if not n:
+                    break  # the end of the body
+                now = time.monotonic()
+                read_size = _next_read_size(read_size, n, want, now - began)
+                with self._steal_lock:
+                    n = max(0, min(n, seg.end - seg.recv))  # a tail stolen while we read: its bytes are not ours
+                    seg.recv += n
+                filled += n
+                if filled == len(buffer) or now - flushed_at >= FLUSH_INTERVAL:
+                    self._flush(part, seg, view, filled)
+                    filled, flushed_at = 0, now
+                    relay.poke()
+                consume_blocking(self.ctx.buckets, n, stop)
+                stop.check()
         finally:
-            await finish_despite_cancel(writer.drain())
+            self._flush(part, seg, view, filled)
+        relay.poke()
+        if seg.end < resp_end and seg.recv >= seg.end:
+            return  # our tail was stolen and we reached the thief's start: drop this connection
         if seg.recv < min(seg.end, resp_end):
             if seg.recv == start:
-                raise MeowError(InnerErrorCode.HTTP_ERROR, "download chunk empty body")
+                raise MeowError(InnerErrorCode.HTTP_ERROR, "download chunk empty body: the connection closed before "
+                                "the complete message body arrived")
             raise MeowError(InnerErrorCode.HTTP_ERROR, f"download body length mismatch: expected {resp_end - start}, "
-                            f"got {seg.recv - start} (the connection ended early)")
+                            f"got {seg.recv - start} (the connection closed before the complete message body "
+                            "arrived)")
+
+    def _flush(self, part: _PartFile, seg: _Segment, view: memoryview, filled: int) -> None:
+        if not filled:
+            return
+        try:
+            n = part.write(view[:filled], seg.pos)
+        except OSError as exc:
+            raise io_error(exc, f"cannot write {self.part_path}") from None
+        seg.pos += n
 
     # ------------------------------------------------------------------ single stream (no ranges / no length)
     async def _stream(self, part: _PartFile, probe: Probe) -> int:
@@ -634,110 +744,97 @@ class DownloadRun:
             headers=dict(self.task.headers), validator=None, extra={"last_modified": None},
         )
         await maybe_await(self.proto.merge_range_get_headers(rctx))
-        resp = await self._send("GET", rctx.url, _with_identity(rctx.headers), "download GET")
+        headers = list(_with_identity(rctx.headers).items())
+        seg = _Segment(0, 1 << 62)
+        try:
+            relay = self.ctx.relay(lambda: (part.done_bytes(), probe.total or 0))
+            return await self.ctx.in_data_thread(self._stream_blocking, rctx.url, headers, probe, part, seg, relay)
+        finally:
+            self.ctx.report(part.done_bytes(), probe.total or 0)
+
+    def _stream_blocking(self, stop: StopToken, url: str, headers: list[tuple[str, str]], probe: Probe,
+                         part: _PartFile, seg: _Segment, relay: ProgressRelay) -> int:
+        resp = self._exchange(stop, url, headers)
         try:
             if not _whole_body(resp):
-                preview = await read_preview(resp)
-                raise status_error(resp, "download GET failed:", preview, self.ctx.config.max_retry_after)
-            if probe.total and _identity(resp):
-                seg = _Segment(0, probe.total)
-                await self._pump(resp, part, seg, probe.total, probe.total)
+                raise self._status_error(resp.status, resp.headers, "download GET failed:", self._preview(resp), url,
+                                         headers)
+            encoding = (resp.header("content-encoding") or "identity").strip().lower()
+            if probe.total and encoding in ("", "identity"):
+                seg.end = probe.total
+                self._pump(stop, resp, part, seg, probe.total, probe.total, relay)
             else:
-                seg = _Segment(0, 1 << 62)
-                await self._pump_open(resp, part, seg)
+                self._pump_open(stop, resp, part, seg, encoding, relay)
             return seg.pos
         finally:
-            await resp.aclose()
+            resp.close()
 
-    async def _pump_open(self, resp: httpx.Response, part: _PartFile, seg: _Segment) -> None:
+    def _pump_open(self, stop: StopToken, resp: DataResponse, part: _PartFile, seg: _Segment, encoding: str,
+                   relay: ProgressRelay) -> None:
         """Unknown length: read to the end; chunked framing tells a complete body from a broken one. A body the
         server encoded despite ``Accept-Encoding: identity`` is decoded: the file is the resource, not gzip."""
-        writer = _BatchWriter(self, part, seg, 0)
-        pieces = resp.aiter_raw() if _identity(resp) else resp.aiter_bytes()
-        try:
+        decoder = _decoder(encoding)
+        buffer = bytearray(self.batch)
+        view = memoryview(buffer)
+        while True:
             try:
-                async for piece in pieces:
-                    if piece:
-                        seg.recv += len(piece)
-                        await writer.add(piece)
-                        await consume_all(self.ctx.buckets, len(piece))
-            except httpx.DecodingError as exc:
-                raise MeowError(InnerErrorCode.HTTP_ERROR, f"download GET body: broken encoded body ({exc})") from None
-            except httpx.TransportError as exc:
+                n = resp.readinto(view)
+            except (Stopped, MeowError):
+                raise
+            except Exception as exc:
                 raise transport_error(exc, "download GET body") from None
-        finally:
-            await finish_despite_cancel(writer.drain())
+            if decoder is None:
+                data = view[:n]
+            else:
+                try:
+                    data = memoryview(decoder.decompress(view[:n]) if n else decoder.flush())
+                except zlib.error as exc:
+                    raise MeowError(InnerErrorCode.HTTP_ERROR, f"download GET body: broken {encoding} body "
+                                    f"({exc})") from None
+            if data:
+                seg.recv += len(data)
+                self._flush(part, seg, data, len(data))
+                relay.poke()
+                consume_blocking(self.ctx.buckets, n, stop)
+            if not n:
+                if decoder is not None and not decoder.eof:
+                    raise MeowError(InnerErrorCode.HTTP_ERROR, f"download GET body: the {encoding} body ended early")
+                return
+            stop.check()
 
 
-class _BatchWriter:
-    """Coalesces network pieces into ``batch``-sized pwritev calls; advances the segment only after the
-    kernel accepted the bytes, then records them and reports progress."""
-
-    def __init__(self, run: DownloadRun, part: _PartFile, seg: _Segment, total: int) -> None:
-        self.run, self.part, self.seg, self.total = run, part, seg, total
-        self.buf: list[bytes] = []
-        self.size = 0
-        self.offset = seg.pos
-        self.inflight: asyncio.Future[int] | None = None
-
-    async def add(self, piece: bytes) -> None:
-        self.buf.append(piece)
-        self.size += len(piece)
-        if self.size >= self.run.batch:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        await self._settle()
-        if not self.buf:
-            return
-        buffers, self.buf = self.buf, []
-        at, self.offset, self.size = self.offset, self.offset + self.size, 0
-        try:
-            fut = asyncio.get_running_loop().run_in_executor(self.run.ctx.pool, self.part.write, buffers, at)
-        except RuntimeError:  # pool shut down (client closing): nothing more can be written
-            return
-        fut.add_done_callback(lambda f: self._written(f, at))
-        self.inflight = fut
-
-    def _written(self, fut: asyncio.Future[int], at: int) -> None:
-        """The batch is written and recorded (in the checkpoint too, unless a save was still running: then that
-        save's next round has it): advance the segment and report progress at once, so a kill loses at most
-        the batch still being received."""
-        if fut.cancelled() or fut.exception() is not None:
-            return
-        self.seg.pos = at + fut.result()
-        self.part.written_batch()
-        self.run.ctx.report(self.part.done_bytes(), self.total)
-
-    async def _settle(self) -> None:
-        if self.inflight is None:
-            return
-        fut, self.inflight = self.inflight, None
-        try:
-            await fut
-        except OSError as exc:
-            raise io_error(exc, f"cannot write {self.run.part_path}") from None
-
-    async def drain(self) -> None:
-        await self._flush()
-        await self._settle()
+def _decoder(encoding: str) -> zlib._Decompress | None:  # type: ignore[name-defined]
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise MeowError(InnerErrorCode.HTTP_ERROR, f"the server sent a {encoding}-encoded body despite "
+                    "Accept-Encoding: identity, and it cannot be decoded here", retryable=False)
 
 
-def _whole_body(resp: httpx.Response) -> bool:
+def _next_read_size(current: int, got: int, asked: int, seconds: float) -> int:
+    """Reads as large as the link fills in about READ_SECONDS: grow while full reads come fast, shrink when one is
+    slow (a short read at the end of a body says nothing about the link)."""
+    if got < asked:
+        return current
+    if seconds <= 0:
+        return min(MAX_READ, current * 2)
+    return max(MIN_READ, min(MAX_READ, int(got / seconds * READ_SECONDS)))
+
+
+def _whole_body(resp: DataResponse) -> bool:
     """A 200, or a 206 that starts at byte 0 and runs to the end (an answer to ``bytes=0-``)."""
-    if resp.status_code == 200:
+    if resp.status == 200:
         return True
-    if resp.status_code != 206:
+    if resp.status != 206:
         return False
     try:
-        cr = parse_content_range(resp.headers.get("content-range", ""))
+        cr = parse_content_range(resp.header("content-range") or "")
     except ContentRangeError:
         return False
     return cr.start == 0 and (cr.total is None or cr.end == cr.total - 1)
-
-
-def _identity(resp: httpx.Response) -> bool:
-    return resp.headers.get("content-encoding", "identity").strip().lower() in ("", "identity")
 
 
 def _accepts_ranges(headers: httpx.Headers) -> bool | None:
@@ -745,5 +842,3 @@ def _accepts_ranges(headers: httpx.Headers) -> bool | None:
     if value is None:
         return None
     return "bytes" in value.lower()
-
-

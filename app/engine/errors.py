@@ -35,9 +35,12 @@ class InnerErrorCode(IntEnum):
     NO_PROGRESS = 203
     SOURCE_CHANGED = 204
     DISK_FULL = 205
+    CERTIFICATE_UNTRUSTED = 206
+    PROXY_ERROR = 207
 
 
-#: Codes a chunk or probe may be retried on; everything else fails the task at once.
+#: Codes a chunk or probe may be retried on; everything else fails the task at once (the rules per fault are in
+#: :mod:`app.engine.failures`, which also sets ``retryable`` explicitly where a code's default does not fit).
 RETRYABLE_CODES = frozenset({InnerErrorCode.HTTP_ERROR, InnerErrorCode.RESPONSE_STATUS_ERROR})
 
 

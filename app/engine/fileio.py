@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from app.engine.errors import InnerErrorCode, MeowError
+from app.engine.wire import Stopped
 
 READ_BLOCK = 1 << 20
 O_BINARY = getattr(os, "O_BINARY", 0)
@@ -79,16 +80,16 @@ def _seek_read(fd: int, offset: int, size: int) -> bytes:
     return os.read(fd, size)
 
 
-def file_digest(path: str, algorithm: str, stop: list[bool] | None = None) -> str:
-    """Hex digest of a file, streamed in 1 MiB blocks into one reused buffer; ``stop[0] = True`` aborts early
-    (cancel)."""
+def file_digest(path: str, algorithm: str, stop: Callable[[], bool] | None = None) -> str:
+    """Hex digest of a file, streamed in 1 MiB blocks into one reused buffer; ``stop()`` returning True aborts it
+    (pause, cancel) with :class:`~app.engine.wire.Stopped`."""
     h = hashlib.new(algorithm)
     buf = bytearray(READ_BLOCK)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
-            if stop and stop[0]:
-                raise MeowError(InnerErrorCode.IO_ERROR, "hashing interrupted")
+            if stop is not None and stop():
+                raise Stopped
             h.update(view[:n])
     return h.hexdigest()
 
@@ -111,8 +112,8 @@ def _md5_identity(path: str, st: os.stat_result) -> dict[str, int | str]:
             "dev": st.st_dev}
 
 
-def content_md5(path: str, stop: list[bool] | None = None, cache_dir: str | None = None,
-                digest: Callable[[str, str, list[bool] | None], str] | None = None) -> str:
+def content_md5(path: str, stop: Callable[[], bool] | None = None, cache_dir: str | None = None,
+                digest: Callable[[str, str, Callable[[], bool] | None], str] | None = None) -> str:
     """The upload identity (MD5 of the content, the default protocol's ``fileMd5``), hashed once per file version.
 
     Hashing costs about 1.6 s per GiB here, before the first byte of an upload can go out; a resumed or repeated

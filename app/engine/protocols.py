@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import httpx
 
     from app.engine.config import BreakpointDownloadHttpConfig
     from app.engine.record import Direction
+    from app.engine.wire import Body
 
 
 @dataclass(frozen=True)
@@ -50,17 +53,51 @@ class UploadPrepareCtx:
     local_offset: int
 
 
+class UploadPart(Protocol):
+    """One part of an upload, as the engine hands it to a plugin: never read whole into memory.
+
+    :meth:`send` is the one way parts travel, for every provider: the body streams from the file in batches on the
+    engine's data path, in a worker thread, with timeouts that bound a stall (never the part's duration), the
+    transfer's rate limits and progress, and cooperative pause and cancel. The answer comes back read (at most
+    :data:`app.engine.upload.MAX_ANSWER` bytes of it) as an ``httpx.Response``."""
+
+    offset: int
+    length: int
+
+    def body(self, head: bytes = b"", tail: bytes = b"") -> Body:
+        """The part's bytes (between ``head`` and ``tail``, e.g. multipart framing) as a request body."""
+        ...
+
+    async def digest(self, algorithm: str) -> bytes:
+        """A digest of the part's bytes (``"md5"`` for a Content-MD5 header), read once in a worker thread."""
+        ...
+
+    async def send(self, method: str, url: str, headers: Mapping[str, str], body: Body, what: str
+                   ) -> httpx.Response: ...
+
+
 @dataclass
 class UploadChunkCtx:
+    """One part to upload. ``part`` is always set by the engine. ``chunk`` holds the part's bytes only for a plugin
+    that does not declare ``streams_parts = True`` (the seed's contract: the part in memory); a streaming plugin
+    builds its body from ``part`` instead."""
+
     client: httpx.AsyncClient
     task: TransferTask
-    chunk: bytes
+    chunk: bytes | None
     offset: int
+    part: UploadPart | None = None
 
     @property
     def index(self) -> int:
         """Zero-based part index on the task's chunk grid."""
         return self.offset // self.task.chunk_size
+
+    @property
+    def length(self) -> int:
+        if self.part is not None:
+            return self.part.length
+        return len(self.chunk or b"")
 
 
 @runtime_checkable
@@ -68,7 +105,8 @@ class BreakpointUpload(Protocol):
     """Upload wire protocol. ``parallel_parts`` says parts may travel at once and in any order.
 
     Optional: ``part_size(total, requested) -> int`` lets a protocol with part-count limits grow the part size
-    (the engine then uses it for reading, resuming and ``ctx.index``).
+    (the engine then uses it for reading, resuming and ``ctx.index``); ``streams_parts = True`` says the plugin sends
+    ``ctx.part`` (streamed from the file) and needs no ``ctx.chunk`` in memory.
     """
 
     parallel_parts: bool

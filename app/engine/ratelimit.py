@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+
+from app.engine.wire import StopToken
 
 
 class TokenBucket:
     """Allows ``rate`` bytes/second with a burst of a quarter second; ``rate=None`` means unlimited.
 
-    Callers ``await consume(n)`` after moving n bytes; the debt model lets a single large read through and
-    sleeps afterwards, so throughput converges to the limit without splitting reads.
+    Callers debit n bytes after moving them (:func:`consume_all` on a loop, :func:`consume_blocking` in a data
+    thread); the debt model lets a single large read through and waits afterwards, so throughput converges to the
+    limit without splitting reads. Thread-safe: the data threads of every transfer share the global bucket.
     """
 
     def __init__(self, rate: int | None = None) -> None:
         self._rate = rate
         self._tokens = 0.0
         self._stamp = time.monotonic()
+        self._lock = threading.Lock()
 
     @property
     def rate(self) -> int | None:
         return self._rate
 
     def set_rate(self, rate: int | None) -> None:
-        self._refill()
-        self._rate = rate
-        if rate is not None:
-            self._tokens = min(self._tokens, rate / 4)
+        with self._lock:
+            self._refill()
+            self._rate = rate
+            if rate is not None:
+                self._tokens = min(self._tokens, rate / 4)
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -36,21 +42,22 @@ class TokenBucket:
 
     def debit(self, n: int) -> float:
         """Take n bytes; return how long the caller must wait to stay under the rate."""
-        if self._rate is None:
-            return 0.0
-        self._refill()
-        self._tokens -= n
-        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+        with self._lock:
+            rate = self._rate
+            if rate is None:
+                return 0.0
+            self._refill()
+            self._tokens -= n
+            return 0.0 if self._tokens >= 0 else -self._tokens / rate
 
     def wait_time(self) -> float:
         """How long until the debt is paid at the rate in force now (0 when unlimited)."""
-        if self._rate is None:
-            return 0.0
-        self._refill()
-        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
-
-    async def consume(self, n: int) -> None:
-        await consume_all((self,), n)
+        with self._lock:
+            rate = self._rate
+            if rate is None:
+                return 0.0
+            self._refill()
+            return 0.0 if self._tokens >= 0 else -self._tokens / rate
 
 
 #: Longest single sleep: a limit raised or removed while a transfer waits takes effect within this time.
@@ -66,4 +73,16 @@ async def consume_all(buckets: tuple[TokenBucket, ...], n: int) -> None:
             delay = max(delay, bucket.debit(n))
     while delay > 0:
         await asyncio.sleep(min(delay, MAX_SLEEP))
+        delay = max((b.wait_time() for b in buckets), default=0.0)
+
+
+def consume_blocking(buckets: tuple[TokenBucket, ...], n: int, stop: StopToken) -> None:
+    """:func:`consume_all` for a data thread: sleeps in the thread, and a pause or cancel ends the wait at once."""
+    delay = 0.0
+    for bucket in buckets:
+        if bucket.rate is not None:
+            delay = max(delay, bucket.debit(n))
+    while delay > 0:
+        if stop.wait(min(delay, MAX_SLEEP)):
+            return
         delay = max((b.wait_time() for b in buckets), default=0.0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,13 +15,45 @@ import httpx
 
 from app.engine import log
 from app.engine.config import BreakpointDownloadHttpConfig, MeowConfig
+from app.engine.datapath import DataPath
 from app.engine.errors import MeowError
 from app.engine.protocols import TransferTask
 from app.engine.ratelimit import TokenBucket
 from app.engine.retry import RetryPolicy
 from app.engine.task import PounceTask
+from app.engine.wire import StopToken
 
 T = TypeVar("T")
+
+
+class ProgressRelay:
+    """Carries a run's progress from its worker threads to the loop: a thread only pokes it, at most one hop per
+    ``interval`` crosses to the loop, never one per read, and the figure is read on the loop when the hop arrives,
+    so a late hop can never report an older figure than the run reported itself."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, figure: Callable[[], tuple[int, int]],
+                 report: Callable[[int, int], None], interval: float) -> None:
+        self._loop, self._figure, self._report, self._interval = loop, figure, report, interval
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._pending = False
+
+    def poke(self) -> None:
+        """Progress was made (any thread)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._pending or now - self._last < self._interval:
+                return
+            self._pending, self._last = True, now
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop closed under a late thread: nobody is listening any more
+            pass
+
+    def _deliver(self) -> None:
+        with self._lock:
+            self._pending = False
+        self._report(*self._figure())
 
 
 @dataclass
@@ -33,6 +67,25 @@ class RunContext:
     file_sign: str
     start_offset: int
     report: Callable[[int, int], None]  # (bytes done, total or 0) → the scheduler's throttled Transmission
+    data: DataPath  # the bulk data path: request bodies and responses, in worker threads
+    data_pool: ThreadPoolExecutor  # the threads that run exchanges (one per connection in use)
+
+    def relay(self, figure: Callable[[], tuple[int, int]]) -> ProgressRelay:
+        """A relay for this run's worker threads; ``figure()`` gives (bytes done, total) on the loop."""
+        return ProgressRelay(asyncio.get_running_loop(), figure, self.report, self.config.progress_interval)
+
+    async def in_data_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(stop, *args)`` in a data thread. If the caller is cancelled (pause, cancel, a sibling's failure),
+        ``stop`` is set -- the thread stops between reads, a blocked socket is shut down -- and the cancellation goes
+        on only once the thread has let go of the file and the connection."""
+        stop = StopToken()
+        fut = asyncio.get_running_loop().run_in_executor(self.data_pool, fn, stop, *args)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            stop.set()
+            await wait_despite_cancel(fut)
+            raise
 
     @property
     def http_config(self) -> BreakpointDownloadHttpConfig:
@@ -91,6 +144,18 @@ async def run_all(tasks: list[asyncio.Task[None]]) -> None:
     errors = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
     if errors:
         raise errors[0]  # the others are retrieved above, so none is reported as "never retrieved"
+
+
+async def wait_despite_cancel(fut: asyncio.Future[Any]) -> None:
+    """Wait until ``fut`` is done, whatever it ends with, however often the caller is cancelled meanwhile (the
+    caller re-raises its own cancellation afterwards). Its exception counts as retrieved."""
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except BaseException:
+            pass
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def finish_despite_cancel(aw: Awaitable[T]) -> T:

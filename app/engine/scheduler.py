@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
@@ -24,10 +25,11 @@ import httpx
 from app.engine import log
 from app.engine.callbacks import CallbackDispatcher, CompleteCallback, ProgressCallback
 from app.engine.config import MeowConfig
+from app.engine.datapath import DataPath, HttpxDataPath
 from app.engine.download import DownloadRun
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.fileio import content_md5, file_digest, new_pool
-from app.engine.http import build_client, release_connections
+from app.engine.http import build_client, injected_client_view, user_agent
 from app.engine.ids import TaskId
 from app.engine.protocols import TransferTask
 from app.engine.ratelimit import TokenBucket
@@ -37,7 +39,10 @@ from app.engine.retry import RetryPolicy
 from app.engine.run import RunContext
 from app.engine.task import PounceTask
 from app.engine.upload import UploadRun
+from app.engine.wire import StopToken, Wire
 
+#: Threads that run exchanges on the data path: one per connection in use, made on demand.
+DATA_THREADS = 256
 STOP_TIMEOUT = 15.0  # seconds close() waits for transfers to flush their checkpoints
 ABORT_TIMEOUT = 30.0
 
@@ -68,7 +73,7 @@ class Group:
     run_id: int = 0
     queue_token: int = 0
     hasher: asyncio.Future[str] | None = None
-    hash_stop: list[bool] = field(default_factory=lambda: [False])  # tells the hashing thread to give up
+    hash_stop: StopToken = field(default_factory=StopToken)  # tells the hashing thread to give up
     hash_result: asyncio.Future[str] | None = None
     bucket: TokenBucket = field(default_factory=TokenBucket)
     last_emit: float = 0.0
@@ -116,7 +121,9 @@ class Scheduler:
         self.global_bucket = TokenBucket(config.rate_limit)
         self._tokens = 0
         self.http: httpx.AsyncClient | None = None
+        self.data: DataPath | None = None
         self.pool = new_pool()
+        self.data_pool = ThreadPoolExecutor(max_workers=DATA_THREADS, thread_name_prefix="rusty-cat-data")
         self._shutdown_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ thread and command plumbing
@@ -131,7 +138,7 @@ class Scheduler:
         try:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
-            self.http = self.config.http_client or build_client(self.config.http_timeout, self.config.tcp_keepalive)
+            self.http, self.data = self._build_paths()
             self.loop = loop
         except BaseException as exc:  # reported to start()
             self._start_error = exc
@@ -147,6 +154,17 @@ class Scheduler:
             finally:
                 loop.close()
             log.debug("executor", "executor worker stopped")
+
+    def _build_paths(self) -> tuple[httpx.AsyncClient, DataPath]:
+        """The httpx client for probes and control requests, and the data path for bodies: the engine's own, sharing
+        one proxy and TLS setup; or both through the program's injected client, on the program's loop."""
+        config = self.config
+        if config.http_client is not None:
+            owner = self.dispatcher.loop
+            return injected_client_view(config.http_client, owner), HttpxDataPath(config.http_client, owner)
+        network = config.network()
+        wire = Wire(network, timeout=config.http_timeout, keepalive=config.tcp_keepalive, user_agent=user_agent())
+        return build_client(network, config.http_timeout, config.tcp_keepalive), wire
 
     def submit(self, cmd: Command, *, fail_fast: bool) -> concurrent.futures.Future[Any]:
         """Hand a command to the loop; with ``fail_fast`` a full queue raises CommandSendFailed at once."""
@@ -241,13 +259,14 @@ class Scheduler:
             g.hasher.add_done_callback(lambda fut, g=g: self._hashed(g, fut))
             self.hashing.append(g)
 
-    async def _hash(self, task: PounceTask, stop: list[bool]) -> str:
+    async def _hash(self, task: PounceTask, stop: StopToken) -> str:
         """The content MD5 (the seed's upload identity and ``fileMd5``), computed in a worker thread."""
         loop = asyncio.get_running_loop()
         if task.upload_source is not None:
             return await loop.run_in_executor(self.pool, lambda: hashlib.md5(task.upload_source).hexdigest())
         try:  # from the per-user cache when this file version was hashed before (a resume, a repeat)
-            return await loop.run_in_executor(self.pool, content_md5, task.file_path, stop, None, file_digest)
+            return await loop.run_in_executor(self.pool, content_md5, task.file_path, stop.is_set, None,
+                                              file_digest)
         except FileNotFoundError:
             raise MeowError(InnerErrorCode.FILE_NOT_FOUND, f"upload source not found: {task.file_path}") from None
         except OSError as exc:
@@ -329,7 +348,8 @@ class Scheduler:
         ctx = RunContext(
             task=g.task, client=self.http, config=self.config, policy=self.policy,
             buckets=(self.global_bucket, g.bucket), pool=self.pool, file_sign=g.file_sign, start_offset=g.offset,
-            report=lambda done, total: self._progress(g, run_id, done, total),
+            report=lambda done, total: self._progress(g, run_id, done, total), data=self.data,
+            data_pool=self.data_pool,
         )
         # No record before the run knows where it resumes (the seed sent the in-memory offset, 0 after a restart):
         # the first Transmission is the one after the probe/prepare, and it is never throttled.
@@ -420,7 +440,7 @@ class Scheduler:
         self._forget(g)
         g.state = State.FINISHED
         if g.hasher is not None:
-            g.hash_stop[0] = True
+            g.hash_stop.set()
             g.hasher.cancel()
         runner, g.runner = g.runner, None
         if runner is not None:
@@ -497,7 +517,7 @@ class Scheduler:
         """Stop every run (each flushes its checkpoint on the way out), then the HTTP client and the loop."""
         tasks: list[asyncio.Future[Any]] = []
         for g in self.groups.values():
-            g.hash_stop[0] = True
+            g.hash_stop.set()
             for fut in (g.runner, g.hasher):
                 if fut is not None:
                     fut.cancel()
@@ -512,12 +532,12 @@ class Scheduler:
             q.clear()
         if self.http is not None:
             try:
-                if self.config.http_client is None:
-                    await self.http.aclose()
-                else:
-                    await release_connections(self.http)
+                await self.http.aclose()  # the engine's own client, or the view of an injected one (which stays open)
             except Exception as exc:
-                log.debug("executor", f"closing HTTP connections failed: {exc!r}")
+                log.debug("executor", f"closing HTTP connections failed: {type(exc).__name__}")
+        if self.data is not None:
+            self.data.close()
+        self.data_pool.shutdown(wait=True)
         self.pool.shutdown(wait=True)
         cmd.reply.set_result(None)
         assert self.loop is not None

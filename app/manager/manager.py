@@ -36,7 +36,7 @@ from app.engine.api import (
     UploadPounceBuilder,
     redact_url,
 )
-from app.engine.checkpoint import checkpoint_path, part_path
+from app.engine.checkpoint import sidecars
 from app.engine.record import Direction
 from app.filenames import DEFAULT_NAME
 from app.manager.accounts import AccountError, AccountStore, resolve_remote
@@ -764,7 +764,8 @@ def _download_finished(job: Job) -> bool:
     job's size with no ``.part`` or checkpoint left, after bytes had been written, is that finished download."""
     if job.done_bytes <= 0 or job.total_bytes <= 0:
         return False
-    if os.path.lexists(part_path(job.local_path)) or os.path.lexists(checkpoint_path(job.local_path)):
+    files = sidecars(job.local_path)
+    if any(os.path.lexists(p) for p in (files.part, files.checkpoint, files.durable)):
         return False
     try:
         return os.path.getsize(job.local_path) == job.total_bytes
@@ -773,7 +774,7 @@ def _download_finished(job: Job) -> bool:
 
 
 def _delete_partial(dest: str) -> None:
-    for path in (part_path(dest), checkpoint_path(dest)):
+    for path in sidecars(dest).all:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from app.engine import checkpoint
 from app.engine.checkpoint import CheckpointError, DownloadCheckpoint
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.http import parse_retry_after
+from app.engine.failures import parse_retry_after
 from app.engine.ranges import (
     ContentRange,
     ContentRangeError,

@@ -1,5 +1,6 @@
-"""The default protocol's request body: the part reaches httpx without a copy, and its one socket write is timed
-so that a slow-but-steady link still completes (tests/support/http_server.py drains uploads at a set rate)."""
+"""Request bodies: a part streams from the file between the multipart framing (never read whole), the framing is
+well formed, and a slow-but-steady link completes whatever the part's size, because timeouts bound a stall, not a
+request (tests/support/http_server.py drains uploads at a set rate)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.engine.api import MultipartBody, TransferStatus, UploadPounceBuilder
-from app.engine.default_upload import PartBody
+from app.engine.wire import Body, FileRange
 from tests.support.engine_helpers import Recorder, blob, meow
 from tests.support.http_server import TestHttpServer, parse_multipart
 
@@ -30,23 +31,35 @@ async def test_the_part_is_handed_over_as_the_same_object_and_the_body_is_well_f
     assert {p.name: p.data.decode() for p in parsed[1:]} == dict(fields)
 
 
-@pytest.mark.asyncio
-async def test_a_raw_part_body_hands_over_the_part_and_lets_go_of_it_once_sent() -> None:
-    part = blob(2 * MIB, 3)
-    body = PartBody(part)
-    assert body.length == len(part)
-    (piece,) = [p async for p in body]
-    assert piece is part
-    body.release()  # what a plugin does once httpx has sent it: the request object no longer holds the part
-    assert [p async for p in body] == []
+def test_a_part_streams_from_the_file_through_one_reused_buffer(tmp_path: Path) -> None:
+    part = blob(3 * MIB + 7, 3)
+    path = tmp_path / "src.bin"
+    path.write_bytes(b"head" + part + b"tail")
+    fields = [("fileMd5", "0" * 32), ("offset", "4")]
+    with open(path, "rb") as f:
+        body = MultipartBody(fields, Body(FileRange(f.fileno(), 4, len(part))))
+        buffer = bytearray(1 * MIB)
+        seen: list[bytes] = []
+        buffers: set[int] = set()
+        for view in body.batches(buffer):
+            if view.obj is buffer:
+                buffers.add(id(view.obj))
+            assert len(view) <= len(buffer)  # never more of the file in memory than the buffer
+            seen.append(bytes(view))
+    raw = b"".join(seen)
+    assert len(raw) == body.length
+    assert buffers == {id(buffer)}  # the file's bytes all came through the one buffer
+    parsed = parse_multipart(raw, body.content_type)
+    assert parsed[0].data == part
+    assert {p.name: p.data.decode() for p in parsed[1:]} == dict(fields)
 
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(60)
 async def test_a_part_far_larger_than_the_socket_buffers_on_a_slow_steady_link_completes(
         srv: TestHttpServer, tmp_path: Path) -> None:
-    """One 16 MiB write takes about 2 s to drain at 8 MiB/s, far beyond http_timeout=0.3 s: only a write timeout
-    that grows with the part lets it through (a plain per-write timeout fails it with HttpError)."""
+    """A 16 MiB part takes about 2 s to drain at 8 MiB/s, far beyond http_timeout=0.3 s: only a timeout that bounds
+    a stall (no byte moving), not the part's duration, lets it through."""
     data = blob(16 * MIB, 5)
     path = tmp_path / "big.bin"
     path.write_bytes(data)

@@ -740,7 +740,7 @@ async def test_w16_content_range_and_length_are_checked_against_the_request(srv:
     assert final.error.code == E.INVALID_RANGE
     assert ("past the requested end" if kind == "end-past-requested-end" else "does not match") in final.error.msg
     assert not dest.exists()
-    assert leftovers(dest) == ["f.bin.part", "f.bin.part.ckpt"]
+    assert leftovers(dest) == ["f.bin.part", "f.bin.part.ckpt", "f.bin.part.durable"]
 
 
 # ---------------------------------------------------------------------------------------------- robustness (17-21)

@@ -216,16 +216,16 @@ async def test_a_part_whose_crc_the_service_contradicts_is_sent_again(srv: FakeO
 
     flipped: list[int] = []
 
-    def digests(data: bytes, with_md5: bool) -> tuple[int, str | None]:
-        crc, md5 = plugins.crc64(data), None
-        if with_md5:
-            md5 = __import__("base64").b64encode(hashlib.md5(data).digest()).decode()
-        if not flipped:  # the first part's local CRC disagrees once (as if the bytes were damaged on the way)
-            flipped.append(1)
-            crc ^= 1
-        return crc, md5
+    class OnceDamaged(plugins._SentCrc64):
+        """The CRC-64 of what the first part sent disagrees once (as if the bytes were damaged on the way)."""
 
-    monkeypatch.setattr(plugins, "_digests", digests)
+        def start(self) -> None:
+            super().start()
+            if not flipped:
+                flipped.append(1)
+                self.crc = plugins.Crc64(value=1)
+
+    monkeypatch.setattr(plugins, "_SentCrc64", OnceDamaged)
     plugin = direct_upload(srv)
     final, _ = await run(upload_task(plugin, src, plugin.object_url, conc=1))
     assert final.status is S.COMPLETE, final.error
@@ -651,13 +651,14 @@ async def test_max_parallel_caps_the_parts_in_flight(srv: FakeOssServer, src: Pa
     now = 0
 
     class Counting(AliOssDirectUpload):
-        async def _call(self, client, op, upload, part_number, body, content_md5, headers=None):  # type: ignore[no-untyped-def]
+        async def _call(self, client, op, upload, part_number, body, content_md5, headers=None, *,  # type: ignore[no-untyped-def]
+                        part=None):
             nonlocal peak, now
             now += op == "upload_part"
             peak = max(peak, now)
             try:
                 await asyncio.sleep(0.005)
-                return await super()._call(client, op, upload, part_number, body, content_md5, headers)
+                return await super()._call(client, op, upload, part_number, body, content_md5, headers, part=part)
             finally:
                 now -= op == "upload_part"
 

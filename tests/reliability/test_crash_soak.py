@@ -53,7 +53,8 @@ from typing import Any
 import pytest
 
 from app.engine import checkpoint
-from app.engine.checkpoint import CheckpointError, checkpoint_path, part_path
+from app.engine.checkpoint import CheckpointError, checkpoint_path
+from app.engine.ranges import RangeSet
 from app.manager.accounts import Account, Auth, Provider
 from app.manager.database import DB_FILE_NAME
 from app.manager.jobs import JobOptions, JobStatus
@@ -222,17 +223,22 @@ def _sha(data: bytes) -> str:
 
 
 def _download_resume_point(dest: Path, size: int) -> int:
-    """What the engine will trust on restart: the whole file once renamed, else the checkpoint's written ranges
-    (same boot) -- read with the engine's own decoder, so a torn file reads as zero, as the engine treats it."""
+    """What the engine will trust on restart: the whole file once renamed, else the ranges its two records hold (the
+    per-batch one's written ranges, same boot, and the fsynced durable one's) -- read with the engine's own decoder,
+    so a torn record reads as nothing, as the engine treats it."""
     if dest.exists():
         return size
-    try:
-        ckpt = checkpoint.load(checkpoint_path(str(dest)))
-    except CheckpointError:
-        return 0
-    if ckpt is None:
-        return 0
-    return ckpt.done(checkpoint.boot_id()).total()
+    files = checkpoint.sidecars(str(dest))
+    trusted = RangeSet()
+    for path in (files.checkpoint, files.durable):
+        try:
+            ckpt = checkpoint.load(path)
+        except CheckpointError:
+            continue
+        if ckpt is not None:
+            for s, e in ckpt.done(checkpoint.boot_id()).spans:
+                trusted.add(s, e)
+    return trusted.total()
 
 
 @dataclass
@@ -530,8 +536,10 @@ def tear_files(rnd: Round, rng: random.Random, wanted: list[tuple[str, str]]) ->
         rnd.torn += 1
         job.tears.append(mode)
         if job.tear_loses_progress:
-            job.torn_loss += job.point_before
-            job.point_before = 0
+            # A torn download record costs only what the durable record does not hold; a torn session, everything.
+            after = job.resume_point() if job.direction == "download" else 0
+            job.torn_loss += job.point_before - after
+            job.point_before = after
     return left
 
 
@@ -652,7 +660,7 @@ def verify_round(rnd: Round) -> tuple[int, int, list[str]]:
             lost += 1
             problems.append(f"{job.name}: content differs from the source")
         if job.direction == "download":
-            leftovers = [p for p in (part_path(str(job.local)), checkpoint_path(str(job.local))) if os.path.exists(p)]
+            leftovers = [p for p in checkpoint.sidecars(str(job.local)).all if os.path.exists(p)]
             if leftovers:
                 problems.append(f"{job.name}: left behind {leftovers}")
     # Open sessions must be gone; a completed OSS upload leaves only the record of its completion.

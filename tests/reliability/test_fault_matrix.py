@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 from app.engine import checkpoint
-from app.engine import http as engine_http
+from app.engine import wire as engine_wire
 from app.engine.api import InnerErrorCode, RangeIgnoredPolicy, TransferStatus
 from app.engine.redact import strip_query
 from tests.reliability.fault_matrix import (
@@ -247,7 +247,7 @@ RETRYABLE: dict[str, tuple[FaultBuilder, InnerErrorCode, tuple[str, ...], int | 
     "status-503": (_status(503, "ServerBusy"), E.RESPONSE_STATUS_ERROR, ("503",), 503, {}),
     "status-504": (_status(504, "GatewayTimeout"), E.RESPONSE_STATUS_ERROR, ("504",), 504, {}),
     "429-retry-after": (_too_many, E.RESPONSE_STATUS_ERROR, ("429",), 429, {}),
-    "truncated-body": (_truncate, E.HTTP_ERROR, ("without sending complete message body",  # a short answer
+    "truncated-body": (_truncate, E.HTTP_ERROR, ("before the complete message body arrived",  # a short answer
                                                  "disconnected without sending a response"), None, {}),  # upload
     "read-stall": (_stall, E.HTTP_ERROR, ("timed out",), None, {"http_timeout": STALL_TIMEOUT}),
 }
@@ -315,12 +315,12 @@ def drain_floor_for(config: dict[str, Any]) -> Iterator[None]:
     if "http_timeout" not in config:
         yield
         return
-    saved = engine_http.UPLOAD_DRAIN_FLOOR
-    engine_http.UPLOAD_DRAIN_FLOOR = 1 << 30
+    saved = engine_wire.DRAIN_FLOOR
+    engine_wire.DRAIN_FLOOR = 1 << 30
     try:
         yield
     finally:
-        engine_http.UPLOAD_DRAIN_FLOOR = saved
+        engine_wire.DRAIN_FLOOR = saved
 
 
 # ------------------------------------------------------------------------------------------------------------------

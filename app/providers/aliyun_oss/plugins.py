@@ -43,10 +43,11 @@ import httpx
 
 from app.engine import log
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.http import RETRYABLE_STATUSES, parse_retry_after, transport_error, upload_timeout
-from app.engine.protocols import UploadChunkCtx, UploadPrepareCtx, UploadResumeInfo
-from app.engine.redact import redact_text, redact_url, strip_query
+from app.engine.failures import RETRYABLE_STATUSES, parse_retry_after, transport_error
+from app.engine.protocols import UploadChunkCtx, UploadPart, UploadPrepareCtx, UploadResumeInfo
+from app.engine.redact import redact_text, strip_query
 from app.engine.standard_download import content_length
+from app.engine.wire import Body
 from app.providers.aliyun_oss.crc64 import Crc64, crc64, parse_crc64
 from app.providers.aliyun_oss.signer import ClockOffset, OssCredentials, OssV4Signer, build_object_url
 from app.providers.aliyun_oss.xml import (
@@ -168,17 +169,30 @@ def _error_code(resp: httpx.Response) -> str:
 
 
 async def send_exact(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str],
-                     body: bytes | None, what: str) -> httpx.Response:
-    """Send exactly these headers and body bytes (so httpx adds no Content-Type) and read the (small) answer."""
+                     body: bytes | Body | None, what: str, part: UploadPart | None = None) -> httpx.Response:
+    """Send exactly these headers and body bytes (so nothing adds a Content-Type, which would be signed) and read the
+    (small) answer. A part's body streams from the file on the engine's part send path; anything else is a small
+    control request on the httpx client."""
+    if isinstance(body, Body):
+        assert part is not None, "a streamed body is sent by its part"
+        return await part.send(method, url, {**headers, "Content-Length": str(body.length)}, body, what)
     try:
-        timeout = upload_timeout(client, len(body)) if body else httpx.USE_CLIENT_DEFAULT
-        request = client.build_request(method, url, headers=headers, content=body, timeout=timeout)
-        return await client.send(request)
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"{what}: unusable URL {redact_url(url)}: "
-                        f"{type(exc).__name__}", retryable=False) from None
-    except httpx.TransportError as exc:
+        return await client.request(method, url, headers=headers, content=body)
+    except httpx.HTTPError as exc:
         raise transport_error(exc, what) from None
+
+
+class _SentCrc64:
+    """The CRC-64 of what a part's body sent (restarted with each send), to compare with the service's."""
+
+    def __init__(self) -> None:
+        self.crc = Crc64()
+
+    def start(self) -> None:
+        self.crc = Crc64()
+
+    def update(self, data: memoryview) -> None:
+        self.crc.update(data)
 
 
 def learn_skew(resp: httpx.Response, clock: ClockOffset) -> bool:
@@ -318,11 +332,6 @@ def _parse_session(data: dict[str, Any], kind: str, key: str, total: int) -> _Up
         return None
 
 
-def _digests(data: bytes, with_md5: bool) -> tuple[int, str | None]:
-    md5 = base64.b64encode(hashlib.md5(data).digest()).decode("ascii") if with_md5 else None
-    return crc64(data), md5
-
-
 def _query_of(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
 
@@ -334,6 +343,7 @@ class _OssMultipartUpload:
     """The multipart state machine; subclasses say how a request is sent and how a session is found again."""
 
     parallel_parts = True  # parts are independent, numbered by position: any order, several at once
+    streams_parts = True
     kind = "aliyun-oss"
     remember_parts = False  # keep part ETags in the session file (presigned: ListParts is not available)
     send_content_md5 = False
@@ -355,8 +365,8 @@ class _OssMultipartUpload:
         raise NotImplementedError
 
     async def _call(self, client: httpx.AsyncClient, op: str, upload: _Upload | None, part_number: int | None,
-                    body: bytes | None, content_md5: str | None,
-                    headers: dict[str, str] | None = None) -> httpx.Response:
+                    body: bytes | Body | None, content_md5: str | None,
+                    headers: dict[str, str] | None = None, *, part: UploadPart | None = None) -> httpx.Response:
         raise NotImplementedError
 
     async def _resume(self, client: httpx.AsyncClient, upload: _Upload) -> _Upload | None:
@@ -411,12 +421,19 @@ class _OssMultipartUpload:
             raise MeowError(InnerErrorCode.INVALID_RANGE, f"part at byte {ctx.offset} is off the "
                             f"{upload.part_size}-byte part grid", retryable=False)
         number = ctx.offset // upload.part_size + 1
-        crc, md5 = await asyncio.to_thread(_digests, ctx.chunk, self.send_content_md5)
+        if ctx.part is None:
+            raise MeowError(InnerErrorCode.INVALID_TASK_STATE, "OSS upload_chunk needs the engine's part (ctx.part)",
+                            retryable=False)
+        md5 = base64.b64encode(await ctx.part.digest("md5")).decode("ascii") if self.send_content_md5 else None
+        body = ctx.part.body()
+        sent = _SentCrc64()
+        body.observers.append(sent)
         if upload.limiter is not None:
             async with upload.limiter:
-                resp = await self._call(ctx.client, "upload_part", upload, number, ctx.chunk, md5)
+                resp = await self._call(ctx.client, "upload_part", upload, number, body, md5, part=ctx.part)
         else:
-            resp = await self._call(ctx.client, "upload_part", upload, number, ctx.chunk, md5)
+            resp = await self._call(ctx.client, "upload_part", upload, number, body, md5, part=ctx.part)
+        crc = sent.crc.value
         if not resp.is_success:
             err = oss_error(resp, f"OSS UploadPart {number}")
             if resp.status_code == 404 and err.remote_code == "NoSuchUpload":
@@ -427,13 +444,12 @@ class _OssMultipartUpload:
             raise err
         etag = resp.headers.get("etag")
         if not etag:
-            raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"OSS UploadPart {number} answered without an ETag",
-                            retryable=True)
+            raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"OSS UploadPart {number} answered without an ETag")
         server_crc = _crc_header(resp)
         if server_crc is not None and server_crc != crc:
             raise MeowError(InnerErrorCode.CHECKSUM_MISMATCH, f"OSS UploadPart {number}: the service stored CRC-64 "
                             f"{server_crc}, the part sent has {crc}; sending it again", retryable=True)
-        upload.parts[number] = PartRecord(etag, crc, len(ctx.chunk))
+        upload.parts[number] = PartRecord(etag, crc, ctx.length)
         self._part_done(upload, number)
         if self.remember_parts:
             await self._persist(upload)
@@ -466,9 +482,9 @@ class _OssMultipartUpload:
                 raise MeowError(InnerErrorCode.RESPONSE_STATUS_ERROR, f"OSS CompleteMultipartUpload answered 200 with "
                                 f"an error document: {info.code}: {_safe(info.message)}", status=200,
                                 remote_code=info.code, retryable=info.code in _TRANSIENT_CODES) from None
-            # The object may well exist: a retry either completes or meets NoSuchUpload and verifies by HEAD.
+            # The object may well exist: the session records the Complete, so the next run verifies it by HEAD.
             raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, "OSS CompleteMultipartUpload answered 200 with an "
-                            "unreadable body", retryable=True) from None
+                            "unreadable body") from None
         server_crc = _crc_header(resp)
         if server_crc is not None and expected is not None and server_crc != expected:
             await self._forget(upload)
@@ -547,8 +563,7 @@ class _OssMultipartUpload:
         try:
             upload_id = parse_initiate(resp.content).upload_id
         except OssXmlError as exc:
-            raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"OSS InitiateMultipartUpload: {exc}",
-                            retryable=True) from None
+            raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"OSS InitiateMultipartUpload: {exc}") from None
         upload = _Upload(key, upload_id, task.chunk_size, task.total_size, self._identity(task))
         if self.store is not None:
             upload.session = _SessionFile(self.store, key)
@@ -648,11 +663,12 @@ class _DirectTarget:
         return signed.url, signed.headers
 
     async def send(self, client: httpx.AsyncClient, method: str, query: Iterable[tuple[str, str | int | None]],
-                   headers: dict[str, str], body: bytes | None, what: str) -> httpx.Response:
+                   headers: dict[str, str], body: bytes | Body | None, what: str,
+                   part: UploadPart | None = None) -> httpx.Response:
         url = self.url(query)
         for attempt in range(2):
             signed_url, signed_headers = self.sign(method, url, headers)  # afresh for every attempt
-            resp = await send_exact(client, method, signed_url, signed_headers, body, what)
+            resp = await send_exact(client, method, signed_url, signed_headers, body, what, part)
             if attempt == 0 and learn_skew(resp, self.signer.clock):
                 continue
             return resp
@@ -696,8 +712,8 @@ class AliOssDirectUpload(_OssMultipartUpload):
         return dict(task.headers)
 
     async def _call(self, client: httpx.AsyncClient, op: str, upload: _Upload | None, part_number: int | None,
-                    body: bytes | None, content_md5: str | None,
-                    headers: dict[str, str] | None = None) -> httpx.Response:
+                    body: bytes | Body | None, content_md5: str | None,
+                    headers: dict[str, str] | None = None, *, part: UploadPart | None = None) -> httpx.Response:
         query: list[tuple[str, str | int | None]]
         if op == "initiate":
             query = [("uploads", None)]
@@ -713,7 +729,7 @@ class AliOssDirectUpload(_OssMultipartUpload):
         if content_md5 is not None:
             send_headers["Content-MD5"] = content_md5
         what = f"OSS {_OP_NAMES[op]}" + (f" {part_number}" if part_number is not None else "")
-        return await self.target.send(client, _METHODS[op], query, send_headers, body, what)
+        return await self.target.send(client, _METHODS[op], query, send_headers, body, what, part)
 
     async def _resume(self, client: httpx.AsyncClient, upload: _Upload) -> _Upload | None:
         """ListParts (paged) is the truth about which parts the service holds, whatever we remembered."""
@@ -734,7 +750,7 @@ class AliOssDirectUpload(_OssMultipartUpload):
             try:
                 page = parse_list_parts(resp.content)
             except OssXmlError as exc:
-                raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"OSS ListParts: {exc}", retryable=True) from None
+                raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"OSS ListParts: {exc}") from None
             for p in page.parts:
                 parts[p.part_number] = PartRecord(p.etag, p.crc64, p.size)
             if not page.is_truncated:
@@ -885,17 +901,17 @@ class AliOssPresignedUpload(_OssMultipartUpload):
         return lease
 
     async def _call(self, client: httpx.AsyncClient, op: str, upload: _Upload | None, part_number: int | None,
-                    body: bytes | None, content_md5: str | None,
-                    headers: dict[str, str] | None = None) -> httpx.Response:
+                    body: bytes | Body | None, content_md5: str | None,
+                    headers: dict[str, str] | None = None, *, part: UploadPart | None = None) -> httpx.Response:
         upload_id = upload.upload_id if upload is not None and op not in ("initiate", "head") else None
         what = f"OSS {_OP_NAMES[op]}" + (f" {part_number}" if part_number is not None else "") + " (presigned)"
         lease = await self._lease(op, part_number, upload_id)
-        resp = await send_exact(client, _METHODS[op], lease.url, lease.headers, body, what)
+        resp = await send_exact(client, _METHODS[op], lease.url, lease.headers, body, what, part)
         info = parse_error(resp.status_code, resp.content, resp.headers) if resp.status_code in (400, 403) else None
         if info is not None and is_expired_rejection(resp.status_code, info.code, info.message):
             log.info("presigned", f"{what}: URL rejected ({resp.status_code} {info.code}); asking for a new one")
             lease = await self._lease(op, part_number, upload_id, stale=lease)
-            resp = await send_exact(client, _METHODS[op], lease.url, lease.headers, body, what)
+            resp = await send_exact(client, _METHODS[op], lease.url, lease.headers, body, what, part)
         return resp
 
 

@@ -39,14 +39,14 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from app.engine import log
-from app.engine.default_upload import PartBody, body_timeout
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.http import read_preview, status_error, transport_error
+from app.engine.failures import status_error, transport_error
 from app.engine.protocols import (
     DownloadHeadCtx,
     DownloadRangeGetCtx,
     TransferTask,
     UploadChunkCtx,
+    UploadPart,
     UploadPrepareCtx,
     UploadResumeInfo,
 )
@@ -298,6 +298,7 @@ class _BlockBlobUpload:
     """Block blob upload over Put Block / Get Block List / Put Block List; subclasses say how to authorise."""
 
     parallel_parts = True
+    streams_parts = True
 
     def __init__(self, *, session_dir: str | os.PathLike[str] | None, block_size: int | None,
                  max_blocks: int) -> None:
@@ -373,13 +374,12 @@ class _BlockBlobUpload:
         layout = self._layout(task, target)
         index = ctx.index
         expected = layout.size_of(index) if index < layout.count else 0
-        if len(ctx.chunk) != expected:
-            raise MeowError(InnerErrorCode.INVALID_RANGE, f"part {index} has {len(ctx.chunk)} bytes; the block "
+        if ctx.length != expected or ctx.part is None:
+            raise MeowError(InnerErrorCode.INVALID_RANGE, f"part {index} has {ctx.length} bytes; the block "
                             f"grid of {layout.part} bytes expects {expected}")
-        chunk = ctx.chunk
-        md5 = await asyncio.to_thread(_b64_md5, chunk) if len(chunk) >= _HASH_OFF_LOOP else _b64_md5(chunk)
+        md5 = base64.b64encode(await ctx.part.digest("md5")).decode("ascii")
         await self._call(ctx.client, task, "PUT", {"comp": "block", "blockid": layout.block_id(index)},
-                         {"Content-MD5": md5}, chunk, what=f"Azure Put Block {index}", ok=(201,))
+                         {"Content-MD5": md5}, part=ctx.part, what=f"Azure Put Block {index}", ok=(201,))
         return UploadResumeInfo()
 
     async def complete_upload(self, client: httpx.AsyncClient, task: TransferTask) -> str | None:
@@ -498,52 +498,44 @@ class _BlockBlobUpload:
     # -------------------------------------------------------------- one request
     async def _call(self, client: httpx.AsyncClient, task: TransferTask, method: str, params: Mapping[str, object],
                     headers: Mapping[str, str] | None = None, body: bytes | None = None, *, what: str,
-                    ok: tuple[int, ...], absent_ok: bool = False) -> _Reply | None:
+                    ok: tuple[int, ...], absent_ok: bool = False, part: UploadPart | None = None) -> _Reply | None:
         """Send one request (authorised afresh per attempt); the body of a success, None for an allowed 404.
 
-        Errors follow the engine's rules: 408/429/5xx retryable with Retry-After, 403 final (after one renewal
-        of a SAS), others final with ``x-ms-error-code`` as ``remote_code``.
+        A part (``part``) travels on the engine's part send path, streamed from the file; other requests are small
+        and go on the httpx client. Errors follow the engine's rules: 408/429/5xx retryable with Retry-After, 403
+        final (after one renewal of a SAS), others final with ``x-ms-error-code`` as ``remote_code``.
         """
         renewed = False
         while True:
             target = await self._target(task)
             url = target.url(params)
             hdrs = dict(headers or {})
-            if body is not None:
-                hdrs["Content-Length"] = str(len(body))
+            length = part.length if part is not None else (len(body) if body is not None else None)
+            if length is not None:
+                hdrs["Content-Length"] = str(length)
             hdrs = target.authorize(method, url, hdrs)
-            sent = None if body is None else PartBody(body)
-            try:
-                if sent is not None:
-                    request = client.build_request(method, url, headers=hdrs, content=sent,
-                                                   timeout=body_timeout(client, sent.length))
-                else:
-                    request = client.build_request(method, url, headers=hdrs)
-                response = await client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                raise transport_error(exc, what) from None
-            finally:
-                if sent is not None:
-                    sent.release()
-            try:
-                if response.status_code in ok:
-                    try:
-                        content = await response.aread()
-                    except httpx.TransportError as exc:
-                        raise transport_error(exc, f"{what} response") from None
-                    return _Reply(response.status_code, response.headers, content)
-                if absent_ok and response.status_code == 404:
-                    return None
-                preview = _scrub(await read_preview(response), _remote_secrets(hdrs, url))
-            finally:
-                await response.aclose()
+            if part is not None:
+                response = await part.send(method, url, hdrs, part.body(), what)
+                preview = response.content[:4096]
+            else:
+                try:
+                    response = await client.request(method, url, headers=hdrs, content=body)
+                except httpx.HTTPError as exc:
+                    raise transport_error(exc, what) from None
+                preview = response.content[:4096]
+            if response.status_code in ok:
+                return _Reply(response.status_code, response.headers, response.content)
+            if absent_ok and response.status_code == 404:
+                return None
+            preview = _scrub(preview, _remote_secrets(hdrs, url))
             if response.status_code == 403 and not renewed and await self._renew(task, target):
                 renewed = True
                 continue
             raise self._error(response, preview, what, target)
 
     def _error(self, response: httpx.Response, preview: bytes, what: str, target: _Target) -> MeowError:
-        err = status_error(response, f"{what} of {target.base} failed:", preview, MAX_RETRY_AFTER)
+        err = status_error(response.status_code, response.headers, f"{what} of {target.base} failed:", preview,
+                           MAX_RETRY_AFTER)
         if err.remote_code == "Md5Mismatch":  # bytes damaged on the way: the same bytes again will do
             return _with_hint(err, "the block was damaged in transit", retryable=True)
         if err.status in (401, 403):
