@@ -27,7 +27,7 @@ from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.failures import request_secrets, status_error, transport_error
 from app.engine.fileio import O_BINARY, file_digest, io_error, preallocate, pwrite_all
 from app.engine.http import read_preview
-from app.engine.protocols import BreakpointDownload, DownloadHeadCtx, DownloadRangeGetCtx
+from app.engine.protocols import AuthRefreshCtx, BreakpointDownload, DownloadHeadCtx, DownloadRangeGetCtx
 from app.engine.ranges import ContentRangeError, RangeSet, parse_content_range, parse_unsatisfied_total, plan_segments
 from app.engine.ratelimit import consume_blocking
 from app.engine.redact import redact_url, strip_query
@@ -257,11 +257,12 @@ class DownloadRun:
 
     # ------------------------------------------------------------------ orchestration
     async def _probe_refreshing(self, attempt: int) -> Probe:
+        sent: dict[str, object] = {}
         try:
-            return await self._probe(attempt)
+            return await self._probe(sent)
         except MeowError as err:
-            if await self._refreshed(err, 0):
-                return await self._probe(attempt)
+            if await self._refreshed(err, 0, sent):
+                return await self._probe(sent)
             raise
 
     async def run(self) -> tuple[int, str | None]:
@@ -347,10 +348,11 @@ class DownloadRun:
         return status_error(status, headers, what, preview, self.ctx.config.max_retry_after,
                             request_secrets(url, sent))
 
-    async def _probe(self, attempt: int) -> Probe:
+    async def _probe(self, sent: dict[str, object]) -> Probe:
+        """``sent`` receives the ``extra`` of the last probe request built (for a refresh after a refusal)."""
         view = self.ctx.view(0)
         url = await maybe_await(self.proto.head_url(view))
-        hctx = DownloadHeadCtx(task=view, url=url, headers=dict(self.task.headers))
+        hctx = DownloadHeadCtx(task=view, url=url, headers=dict(self.task.headers), extra=sent)
         await maybe_await(self.proto.merge_head_headers(hctx))
         _with_identity(hctx.headers)
         if hctx.method.upper() != "HEAD":  # the plugin chose a GET probe (and set, and maybe signed, its range)
@@ -368,7 +370,7 @@ class DownloadRun:
             await resp.aclose()
         # HEAD refused or lengthless: a one-byte GET, built afresh so a signing plugin signs the GET with its range.
         gctx = DownloadHeadCtx(task=view, url=url, headers={**dict(self.task.headers), "Range": "bytes=0-0"},
-                               method="GET")
+                               method="GET", extra=sent)
         await maybe_await(self.proto.merge_head_headers(gctx))
         return await self._range_probe(gctx.url, _with_identity(gctx.headers))
 
@@ -550,13 +552,15 @@ class DownloadRun:
             victim.end = mid
             return stolen
 
-    async def _refreshed(self, err: MeowError, total: int) -> bool:
-        """On 401/403 ask the plugin once to renew its credentials (an expired presigned/SAS URL): a plugin
-        with ``refresh_after_auth_failure(task) -> bool`` fetches a fresh URL, then the request is re-sent."""
+    async def _refreshed(self, err: MeowError, total: int, extra: dict[str, object]) -> bool:
+        """On 401/403 ask the plugin once to renew its credentials (an expired presigned/SAS URL, a skewed clock):
+        a plugin with ``refresh_after_auth_failure(ctx) -> bool`` renews, then the request is re-sent."""
         hook = getattr(self.proto, "refresh_after_auth_failure", None)
         if hook is None or err.status not in (401, 403):
             return False
-        return bool(await maybe_await(hook(self.ctx.view(total))))
+        ctx = AuthRefreshCtx(task=self.ctx.view(total), client=self.ctx.client, status=err.status,
+                             headers=dict(err.headers), generation=extra.get("generation"))
+        return bool(await maybe_await(hook(ctx)))
 
     async def _fetch_with_retries(self, part: _PartFile, probe: Probe, seg: _Segment, total: int,
                                   relay: ProgressRelay) -> None:
@@ -564,10 +568,11 @@ class DownloadRun:
         refreshed_at: int | None = None
         while seg.pos < seg.end:
             before = seg.pos
+            sent: dict[str, object] = {}
             try:
-                await self._fetch(part, probe, seg, total, relay)
+                await self._fetch(part, probe, seg, total, relay, sent)
             except MeowError as err:
-                if refreshed_at != seg.pos and await self._refreshed(err, total):
+                if refreshed_at != seg.pos and await self._refreshed(err, total, sent):
                     refreshed_at = seg.pos  # once per position: a URL that stays refused is a real 403
                     continue
                 if seg.pos > before:
@@ -581,12 +586,14 @@ class DownloadRun:
             finally:
                 self.ctx.report(part.done_bytes(), total)
 
-    async def _fetch(self, part: _PartFile, probe: Probe, seg: _Segment, total: int, relay: ProgressRelay) -> None:
+    async def _fetch(self, part: _PartFile, probe: Probe, seg: _Segment, total: int, relay: ProgressRelay,
+                     sent: dict[str, object]) -> None:
+        """``sent`` is the request's ``extra`` (what the plugin recorded in it comes back after a refusal)."""
         start, last = seg.pos, seg.end - 1
+        sent["last_modified"] = probe.last_modified
         rctx = DownloadRangeGetCtx(
             task=self.ctx.view(total), url=self.task.url, range_value=f"bytes={start}-{last}", start=start,
-            end=last, headers=dict(self.task.headers), validator=probe.etag,
-            extra={"last_modified": probe.last_modified},
+            end=last, headers=dict(self.task.headers), validator=probe.etag, extra=sent,
         )
         await maybe_await(self.proto.merge_range_get_headers(rctx))
         headers = list(_with_identity(rctx.headers).items())

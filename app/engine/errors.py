@@ -60,12 +60,14 @@ class MeowError(Exception):
         remote_code: str | None = None,
         retryable: bool | None = None,
         retry_after: float | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.code = InnerErrorCode(code) if code in InnerErrorCode._value2member_map_ else code
         self.msg = msg
         self.status = status
         self.remote_code = remote_code
         self.retry_after = retry_after
+        self.headers = headers  # the refusing answer's headers, for a plugin renewing its credentials; never shown
         self._retryable = retryable
         super().__init__(str(self))
 
@@ -93,11 +95,12 @@ class MeowError(Exception):
     def __reduce__(self):  # exceptions with keyword-only arguments need this to pickle/copy
         return (
             _rebuild,
-            (int(self.code), self.msg, self.status, self.remote_code, self._retryable, self.retry_after),
+            (int(self.code), self.msg, self.status, self.remote_code, self._retryable, self.retry_after, self.headers),
         )
 
 
-def _rebuild(code, msg, status, remote_code, retryable, retry_after) -> MeowError:
+def _rebuild(code, msg, status, remote_code, retryable, retry_after, headers=()) -> MeowError:
     return MeowError(
-        code, msg, status=status, remote_code=remote_code, retryable=retryable, retry_after=retry_after
+        code, msg, status=status, remote_code=remote_code, retryable=retryable, retry_after=retry_after,
+        headers=headers,
     )

@@ -150,6 +150,7 @@ def status_error(status: int, headers: object, what: str, preview: bytes, max_re
         remote_code=remote_code,
         retryable=status in RETRYABLE_STATUSES,
         retry_after=parse_retry_after(get("retry-after"), max_retry_after),
+        headers=tuple((str(k), str(v)) for k, v in headers.items()) if status in (401, 403) else (),  # type: ignore[attr-defined]
     )
 
 

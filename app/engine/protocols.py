@@ -123,12 +123,28 @@ class BreakpointUpload(Protocol):
 @dataclass
 class DownloadHeadCtx:
     """The probe request being built. A plugin may switch ``method`` to GET (with ``Range: bytes=0-0``) where
-    HEAD is not allowed, and may rewrite ``url`` (e.g. a freshly presigned one)."""
+    HEAD is not allowed, and may rewrite ``url`` (e.g. a freshly presigned one). ``extra`` is the plugin's own:
+    what it puts there (say the ``generation`` of the URL it used) comes back in an :class:`AuthRefreshCtx`."""
 
     task: TransferTask
     url: str
     headers: dict[str, str]
     method: str = "HEAD"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuthRefreshCtx:
+    """What a plugin learns when a request it built was refused (401/403): the task, the engine's client (for a
+    request of its own), the refusal's status and headers (an OSS ``x-oss-ec``, a ``Date`` to learn clock skew
+    from), and the ``generation`` the plugin put in the refused request's ``extra`` (so parallel requests refused
+    with one expired URL renew it once)."""
+
+    task: TransferTask
+    client: httpx.AsyncClient
+    status: int
+    headers: Mapping[str, str]
+    generation: object | None = None
 
 
 @dataclass
@@ -147,8 +163,9 @@ class DownloadRangeGetCtx:
 class BreakpointDownload(Protocol):
     """Download wire protocol: the seed's four hooks (each may be sync or async).
 
-    Optional: ``refresh_after_auth_failure(task) -> bool`` is called once per position when a request gets 401
-    or 403; returning True (after renewing an expired presigned/SAS URL) re-sends the request.
+    Optional: ``refresh_after_auth_failure(ctx: AuthRefreshCtx) -> bool`` is called once per position when a
+    request gets 401 or 403; returning True (after renewing an expired presigned/SAS URL, or learning the clock's
+    skew) re-sends the request.
     ``verify_download(part_path, total)`` runs in a worker thread once every byte is on disk, before the file is
     renamed into place; raising MeowError (CHECKSUM_MISMATCH) fails the task and discards the bytes.
     """

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,7 +36,7 @@ from app.engine.standard_download import content_length
 if TYPE_CHECKING:
     import httpx
 
-    from app.engine.protocols import DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
+    from app.engine.protocols import AuthRefreshCtx, DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
 
 __all__ = [
     "OPS",
@@ -276,27 +275,20 @@ class PresignedRangeDownload:
     def __init__(self, source: UrlSource | Callable[..., Any], *,
                  refresh_margin: timedelta = timedelta(seconds=30)) -> None:
         self.urls = PresignedUrlCache(source, refresh_margin=refresh_margin)
-        # Which URL generation each engine coroutine last sent, so its refresh renews only a URL still current.
-        self._sent: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
-
-    def _remember(self, lease: UrlLease) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._sent[task] = lease.generation
 
     def head_url(self, task: TransferTask) -> str:
         return task.url  # replaced in merge_head_headers by the source's URL (head_url itself can't await)
 
     async def merge_head_headers(self, ctx: DownloadHeadCtx) -> None:
         lease = await self.urls.get("get")
-        self._remember(lease)
+        ctx.extra["generation"] = lease.generation  # comes back after a refusal: renew only a URL still current
         ctx.method = "GET"  # the engine then probes with Range: bytes=0-0
         ctx.url = lease.url
         ctx.headers.update(lease.headers)
 
     async def merge_range_get_headers(self, ctx: DownloadRangeGetCtx) -> None:
         lease = await self.urls.get("get")
-        self._remember(lease)
+        ctx.extra["generation"] = lease.generation
         ctx.url = lease.url
         ctx.headers.update(lease.headers)
         self.add_range_headers(ctx)
@@ -311,8 +303,7 @@ class PresignedRangeDownload:
     def total_size_from_head(self, headers: httpx.Headers) -> int | None:
         return content_length(headers)
 
-    async def refresh_after_auth_failure(self, task: TransferTask) -> bool:
-        current = asyncio.current_task()
-        stale = self._sent.get(current) if current is not None else None
+    async def refresh_after_auth_failure(self, ctx: AuthRefreshCtx) -> bool:
+        stale = ctx.generation if isinstance(ctx.generation, int) else None
         lease = await self.urls.renew("get", stale_generation=stale)
         return lease.generation != stale

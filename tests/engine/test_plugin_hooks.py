@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.engine.api import (
+    AuthRefreshCtx,
     DefaultStyleUpload,
     DownloadPounceBuilder,
     InnerErrorCode,
@@ -32,7 +33,7 @@ class RenewingDownload(StandardRangeDownload):
         self.renew = renew
         self.refreshes = 0
 
-    async def refresh_after_auth_failure(self, task: TransferTask) -> bool:
+    async def refresh_after_auth_failure(self, ctx: AuthRefreshCtx) -> bool:
         self.refreshes += 1
         return self.renew
 

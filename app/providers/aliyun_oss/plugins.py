@@ -68,7 +68,7 @@ from app.providers.presigned import (
 from app.providers.session_store import UploadSessionStore, session_key
 
 if TYPE_CHECKING:
-    from app.engine.protocols import DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
+    from app.engine.protocols import AuthRefreshCtx, DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
 
 __all__ = [
     "MAX_PARTS",
@@ -831,7 +831,7 @@ class AliOssDirectDownload:
         self.remote_etag = headers.get("etag")
         return content_length(headers)
 
-    async def refresh_after_auth_failure(self, task: TransferTask) -> bool:
+    async def refresh_after_auth_failure(self, ctx: AuthRefreshCtx) -> bool:
         """True when a fresh signature can help: the clock was skewed (now learned) or it already works again.
 
         The hook gets neither the failed response nor the engine's client, so one signed HEAD is sent on a

@@ -42,6 +42,7 @@ from app.engine import log
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.failures import status_error, transport_error
 from app.engine.protocols import (
+    AuthRefreshCtx,
     DownloadHeadCtx,
     DownloadRangeGetCtx,
     TransferTask,
@@ -702,5 +703,5 @@ class AzureBlobSasDownload(StandardRangeDownload):
         _range_headers(ctx)
         ctx.headers["x-ms-version"] = X_MS_VERSION
 
-    async def refresh_after_auth_failure(self, task: TransferTask) -> bool:
-        return await self._source.renew(task, None)
+    async def refresh_after_auth_failure(self, ctx: AuthRefreshCtx) -> bool:
+        return await self._source.renew(ctx.task, None)
