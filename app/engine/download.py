@@ -16,6 +16,7 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -810,7 +811,8 @@ class DownloadRun:
             stop.check()
 
 
-def _decoder(encoding: str) -> zlib._Decompress | None:  # type: ignore[name-defined]
+def _decoder(encoding: str) -> Any:
+    """A zlib decompressor for a gzip or deflate body (None for identity); MeowError for anything else."""
     if encoding in ("", "identity"):
         return None
     if encoding in ("gzip", "x-gzip"):

@@ -7,8 +7,11 @@ can fetch a fresh presigned URL from its backend lazily, per part.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from app.engine.redact import redact_headers, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -20,8 +23,33 @@ if TYPE_CHECKING:
     from app.engine.wire import Body
 
 
-@dataclass(frozen=True)
-class TransferTask:
+def _safe_value(name: str, value: Any) -> str:
+    """A field as a repr may show it: URLs without their signatures, credential headers as REDACTED, a part's bytes
+    as their count, clients and tasks elided."""
+    if name == "url" and isinstance(value, str):
+        return repr(redact_url(value))
+    if name == "headers" and isinstance(value, dict | tuple | list):
+        pairs = value.items() if isinstance(value, dict) else value
+        return repr(dict(redact_headers(list(pairs))))
+    if name == "chunk" and isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if name in ("client", "part") and value is not None:
+        return ".."
+    return repr(value)
+
+
+class _SafeRepr:
+    """A dataclass repr that never shows a secret: plugin contexts carry signed URLs, Authorization headers and
+    bearer tokens, and reprs end up in logs, tracebacks and error messages."""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={_safe_value(f.name, getattr(self, f.name))}"
+                          for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        return f"{type(self).__name__}({shown})"
+
+
+@dataclass(frozen=True, repr=False)
+class TransferTask(_SafeRepr):
     """Read-only view of a task given to plugins, built fresh for every run (so it reflects the probe)."""
 
     direction: Direction
@@ -46,8 +74,8 @@ class UploadResumeInfo:
     done_ranges: tuple[tuple[int, int], ...] | None = None  # half-open [start, end)
 
 
-@dataclass
-class UploadPrepareCtx:
+@dataclass(repr=False)
+class UploadPrepareCtx(_SafeRepr):
     client: httpx.AsyncClient
     task: TransferTask
     local_offset: int
@@ -76,8 +104,8 @@ class UploadPart(Protocol):
                    ) -> httpx.Response: ...
 
 
-@dataclass
-class UploadChunkCtx:
+@dataclass(repr=False)
+class UploadChunkCtx(_SafeRepr):
     """One part to upload. ``part`` is always set by the engine. ``chunk`` holds the part's bytes only for a plugin
     that does not declare ``streams_parts = True`` (the seed's contract: the part in memory); a streaming plugin
     builds its body from ``part`` instead."""
@@ -120,8 +148,8 @@ class BreakpointUpload(Protocol):
     async def abort_upload(self, client: httpx.AsyncClient, task: TransferTask) -> None: ...
 
 
-@dataclass
-class DownloadHeadCtx:
+@dataclass(repr=False)
+class DownloadHeadCtx(_SafeRepr):
     """The probe request being built. A plugin may switch ``method`` to GET (with ``Range: bytes=0-0``) where
     HEAD is not allowed, and may rewrite ``url`` (e.g. a freshly presigned one). ``extra`` is the plugin's own:
     what it puts there (say the ``generation`` of the URL it used) comes back in an :class:`AuthRefreshCtx`."""
@@ -133,8 +161,8 @@ class DownloadHeadCtx:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class AuthRefreshCtx:
+@dataclass(frozen=True, repr=False)
+class AuthRefreshCtx(_SafeRepr):
     """What a plugin learns when a request it built was refused (401/403): the task, the engine's client (for a
     request of its own), the refusal's status and headers (an OSS ``x-oss-ec``, a ``Date`` to learn clock skew
     from), and the ``generation`` the plugin put in the refused request's ``extra`` (so parallel requests refused
@@ -147,8 +175,8 @@ class AuthRefreshCtx:
     generation: object | None = None
 
 
-@dataclass
-class DownloadRangeGetCtx:
+@dataclass(repr=False)
+class DownloadRangeGetCtx(_SafeRepr):
     task: TransferTask
     url: str
     range_value: str

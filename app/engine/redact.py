@@ -19,6 +19,10 @@ SECRET_HEADERS = frozenset({
 REDACTED = "REDACTED"
 
 _URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+")
+#: A credential header written out in text: "Authorization: Bearer x", "'authorization': 'x'", authorization=x.
+_HEADER_IN_TEXT = re.compile(
+    r"(?i)(?P<name>\b(?:" + "|".join(re.escape(h) for h in sorted(SECRET_HEADERS, key=len, reverse=True)) +
+    r")\b['\"]?\s*[:=]\s*)(?:(?P<quote>['\"])[^'\"\r\n]*|(?:[A-Za-z][\w-]* )?[^\s'\",}]+)")
 
 
 def redact_url(url: str) -> str:
@@ -41,8 +45,10 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Redact every URL found in free text (error bodies echo request URLs)."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    """Redact every URL (error bodies echo request URLs) and every credential header found in free text (a repr of
+    a request's headers, an echoed request head)."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _HEADER_IN_TEXT.sub(lambda m: f"{m.group('name')}{m.group('quote') or ''}{REDACTED}", text)
 
 
 def strip_query(url: str) -> str:

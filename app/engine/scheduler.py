@@ -34,7 +34,7 @@ from app.engine.ids import TaskId
 from app.engine.protocols import TransferTask
 from app.engine.ratelimit import TokenBucket
 from app.engine.record import Direction, FileTransferRecord, TransferSnapshot, TransferStatus
-from app.engine.redact import redact_url
+from app.engine.redact import redact_text, redact_url
 from app.engine.retry import RetryPolicy
 from app.engine.run import RunContext
 from app.engine.task import PounceTask
@@ -82,6 +82,12 @@ class Group:
     @property
     def direction(self) -> Direction:
         return self.task.direction
+
+
+def internal_error_text(exc: BaseException) -> str:
+    """An unexpected exception as a record or a log line may show it: its type and its message with every URL's
+    credentials and signatures redacted (a repr would show a plugin's signed URL or token as it is)."""
+    return f"{type(exc).__name__}: {redact_text(str(exc))}"[:1000]
 
 
 async def _run(kind: type[DownloadRun] | type[UploadRun], ctx: RunContext) -> tuple[int, str | None]:
@@ -197,8 +203,9 @@ class Scheduler:
         except MeowError as err:
             cmd.reply.set_exception(err)
         except Exception as exc:  # a scheduler bug must surface, not hang the caller
-            log.warn("scheduler", f"command {cmd.kind} failed: {exc!r}")
-            cmd.reply.set_exception(MeowError(InnerErrorCode.UNKNOWN, f"internal error in {cmd.kind}: {exc!r}"))
+            what = internal_error_text(exc)
+            log.warn("scheduler", f"command {cmd.kind} failed: {what}")
+            cmd.reply.set_exception(MeowError(InnerErrorCode.UNKNOWN, f"internal error in {cmd.kind}: {what}"))
         else:
             if cmd.kind not in ("close", "cancel_wait"):
                 cmd.reply.set_result(result)
@@ -376,8 +383,9 @@ class Scheduler:
         elif isinstance(exc, MeowError):
             self._finish(g, TransferStatus.FAILED, exc)
         else:
-            log.warn("run_group", f"task {g.task_id} crashed: {exc!r}")
-            self._finish(g, TransferStatus.FAILED, MeowError(InnerErrorCode.UNKNOWN, f"internal error: {exc!r}"))
+            what = internal_error_text(exc)
+            log.warn("run_group", f"task {g.task_id} crashed: {what}")
+            self._finish(g, TransferStatus.FAILED, MeowError(InnerErrorCode.UNKNOWN, f"internal error: {what}"))
         self._dispatch()
 
     def _reap(self, g: Group) -> None:
@@ -469,7 +477,8 @@ class Scheduler:
             try:
                 await asyncio.wait_for(g.task.breakpoint_upload.abort_upload(self.http, view), ABORT_TIMEOUT)
             except Exception as exc:
-                log.warn("cancel_group", f"abort_upload for {redact_url(g.task.url)} failed: {exc}")
+                log.warn("cancel_group", f"abort_upload for {redact_url(g.task.url)} failed: "
+                         f"{exc.msg if isinstance(exc, MeowError) else internal_error_text(exc)}")
 
     def _cleanup_done(self, g: Group, t: asyncio.Task[Any]) -> None:
         for k in (g.key, g.path):

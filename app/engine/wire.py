@@ -27,6 +27,7 @@ import http.client
 import os
 import select
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -179,18 +180,22 @@ class _Connection(http.client.HTTPConnection):
         if aborted:
             raw.close()
             raise Stopped
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for level, name, value in keepalive_options(self.keepalive):
-            try:
-                raw.setsockopt(level, name, value)
-            except OSError:  # pragma: no cover - an OS without one of the options
-                pass
-        if route.scheme == "https" and proxy is not None and proxy.kind is ProxyKind.HTTP:
-            _open_tunnel(raw, proxy, route.host, route.port)
-        if route.scheme == "https":
-            self.sock = self.network.ssl_context().wrap_socket(raw, server_hostname=route.host)
-        else:
-            self.sock = raw
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for level, name, value in keepalive_options(self.keepalive):
+                try:
+                    raw.setsockopt(level, name, value)
+                except OSError:  # pragma: no cover - an OS without one of the options
+                    pass
+            if route.scheme == "https" and proxy is not None and proxy.kind is ProxyKind.HTTP:
+                _open_tunnel(raw, proxy, route.host, route.port)
+            if route.scheme == "https":
+                self.sock = self.network.ssl_context().wrap_socket(raw, server_hostname=route.host)
+            else:
+                self.sock = raw
+        except BaseException:
+            raw.close()  # a refused tunnel or handshake: http.client's close() only knows self.sock
+            raise
 
     def abort(self) -> None:
         """Wake a thread blocked on this connection (any thread may call it); the connection is not reused."""
@@ -204,7 +209,8 @@ class _Connection(http.client.HTTPConnection):
                 pass
 
     def dead(self) -> bool:
-        """A kept connection the server has closed (or sent unasked bytes on) must not be reused."""
+        """A kept connection the server has closed (or sent unasked bytes on) must not be reused. A TLS connection
+        may be readable for a record that carries no data (a TLS 1.3 session ticket): that one is alive."""
         sock = self.sock
         if sock is None or self.aborted:
             return True
@@ -212,7 +218,20 @@ class _Connection(http.client.HTTPConnection):
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
             return True
-        return bool(readable)
+        if not readable:
+            return False
+        if not isinstance(sock, ssl.SSLSocket):
+            return True
+        sock.setblocking(False)
+        try:
+            sock.recv(1)
+            return True  # end of stream, or data nobody asked for
+        except ssl.SSLWantReadError:
+            return False  # only a TLS record without data
+        except OSError:
+            return True
+        finally:
+            sock.settimeout(self.timeout)
 
 
 def _open_tunnel(raw: socket.socket, proxy: Proxy, host: str, port: int) -> None:
@@ -436,8 +455,9 @@ class Wire:
         port = explicit_port or (443 if scheme == "https" else 80)
         proxy = self.network.proxy_for(scheme, parts.hostname, port)
         route = Route(scheme, parts.hostname, port, proxy)
-        if route.absolute_form:
-            target = url.split("#", 1)[0]
+        if route.absolute_form:  # the whole URL, without credentials or a fragment
+            netloc = parts.netloc.rsplit("@", 1)[-1]
+            target = f"{scheme}://{netloc}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
         else:
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if not target.isascii():  # as every client sends it: UTF-8, percent-encoded (httpx does the same)
