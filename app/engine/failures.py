@@ -24,7 +24,6 @@ from email.utils import parsedate_to_datetime
 from time import time
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import httpcore
 import httpx
 
 from app.engine.errors import InnerErrorCode, MeowError
@@ -69,12 +68,12 @@ def transport_error(exc: BaseException, what: str) -> MeowError:
         if isinstance(cause, ssl.SSLError) and (cause.reason or "") in _PERMANENT_TLS_REASONS:
             return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: TLS failed ({cause.reason}): the server does not "
                              "speak TLS the way we do (is this an http:// address?)", retryable=False)
-        if isinstance(cause, ProxyRefused | httpx.ProxyError | httpcore.ProxyError):
+        if isinstance(cause, ProxyRefused | httpx.ProxyError):
             return _proxy_error(cause, what)
         if isinstance(cause, socket.gaierror):
             return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: cannot resolve the host name "
                              f"({cause.strerror or cause})")
-        if isinstance(cause, TimeoutError | httpx.TimeoutException | httpcore.TimeoutException):
+        if isinstance(cause, TimeoutError | httpx.TimeoutException):
             why = str(cause) if isinstance(cause, TimeoutError) and str(cause) not in ("", "timed out") else \
                 "nothing moved for the whole timeout"
             return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: timed out: {why}")

@@ -13,7 +13,7 @@ Only public httpx API is used: clients, ``AsyncBaseTransport``, ``AsyncHTTPTrans
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -36,38 +36,128 @@ def user_agent() -> str:
 
 
 class _ProxyRoutingTransport(httpx.AsyncBaseTransport):
-    """One ``AsyncHTTPTransport`` per proxy (and one for direct requests), chosen per request by the proxy rules
-    (curl's no_proxy included, which httpx's own mounts cannot express). Transports are made on first use, so the
-    TLS context is built only when an https request needs it."""
+    """One ``AsyncHTTPTransport`` per proxy and scheme, chosen per request by the proxy rules (curl's no_proxy
+    included, which httpx's own mounts cannot express). Transports are made on first use, so the TLS context is built
+    only when an https request needs it.
+
+    And a cancelled request never cancels httpcore: httpcore 1.0 loses a connection-pool slot for good when a request
+    is cancelled while its connection is set up or cleaned up (encode/httpcore#1093, #1115, open upstream), and after
+    ``max_connections`` such losses every request waits forever. So each exchange, each body read and each close runs
+    in a task of its own that a cancellation does not reach: a cancelled caller leaves at once, the request finishes
+    (or times out) behind it and its response is closed, giving the slot back. That costs one task per step, on
+    probes and control requests only (bulk bodies take the data path)."""
 
     def __init__(self, network: Network, keepalive: float, max_connections: int) -> None:
         self._network = network
         self._keepalive = keepalive
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                                     keepalive_expiry=KEEPALIVE_EXPIRY)
-        self._transports: dict[str | None, httpx.AsyncHTTPTransport] = {}
+        self._transports: dict[tuple[str | None, bool], httpx.AsyncHTTPTransport] = {}
 
     def _transport(self, request: httpx.Request) -> httpx.AsyncHTTPTransport:
         url = request.url
         proxy = self._network.proxy_for(url.scheme, url.host, url.port)
-        key = None if proxy is None else proxy.url
+        tls = url.scheme == "https"
+        key = (None if proxy is None else proxy.url, tls)
         transport = self._transports.get(key)
         if transport is None:
-            verify = self._network.ssl_context() if (url.scheme == "https" or proxy is not None) else True
             transport = httpx.AsyncHTTPTransport(
-                verify=verify, retries=0, limits=self._limits, socket_options=keepalive_options(self._keepalive),
+                verify=self._network.ssl_context() if tls else False, retries=0, limits=self._limits,
+                socket_options=keepalive_options(self._keepalive),
                 proxy=None if proxy is None else httpx.Proxy(proxy.url),
             )
             self._transports[key] = transport
         return transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._transport(request).handle_async_request(request)
+        return await cancel_safe(self._transport(request).handle_async_request(request))
 
     async def aclose(self) -> None:
         transports, self._transports = list(self._transports.values()), {}
         for transport in transports:
             await transport.aclose()
+
+
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _keep(fut: asyncio.Future[Any]) -> None:
+    """Hold a background step until it ends (the loop keeps only weak references to tasks)."""
+    _background.add(fut)
+    fut.add_done_callback(_background.discard)
+
+
+async def _closed(response: httpx.Response) -> None:
+    try:
+        await response.aclose()
+    except Exception:  # the connection is gone either way; nobody is waiting for this
+        pass
+
+
+Runner = Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
+
+
+async def _here(coro: Coroutine[Any, Any, Any]) -> Any:
+    return await coro
+
+
+async def cancel_safe(exchange: Coroutine[Any, Any, httpx.Response], run: Runner = _here) -> httpx.Response:
+    """Run one exchange in a task of its own (through ``run``: here, or on the loop that owns the client); a
+    cancelled caller leaves it to finish and be closed behind it. The answer's body reads and close are wrapped the
+    same way (:class:`_CancelSafeStream`)."""
+    step = asyncio.ensure_future(run(exchange))
+    try:
+        response: httpx.Response = await asyncio.shield(step)
+    except asyncio.CancelledError:
+        def close_when_done(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                _keep(asyncio.ensure_future(run(_closed(done.result()))))
+
+        step.add_done_callback(close_when_done)
+        raise
+    return httpx.Response(response.status_code, headers=response.headers,
+                          stream=_CancelSafeStream(response, run), extensions=response.extensions)
+
+
+_END = object()
+
+
+async def _next_piece(pieces: AsyncIterator[bytes]) -> object:
+    try:
+        return await pieces.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+class _CancelSafeStream(httpx.AsyncByteStream):
+    """An answer's body whose reads and close a cancellation cannot interrupt half-way (see cancel_safe)."""
+
+    def __init__(self, response: httpx.Response, run: Runner) -> None:
+        self._response = response
+        self._run = run
+        self._closing: asyncio.Future[None] | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        pieces = self._response.aiter_raw()
+        while True:
+            step = asyncio.ensure_future(self._run(_next_piece(pieces)))
+            try:
+                piece = await asyncio.shield(step)
+            except asyncio.CancelledError:
+                step.add_done_callback(lambda _: self._close_in_background())
+                raise
+            if piece is _END:
+                return
+            yield piece  # type: ignore[misc]
+
+    def _close_in_background(self) -> asyncio.Future[None]:
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._run(_closed(self._response)))
+            _keep(self._closing)
+        return self._closing
+
+    async def aclose(self) -> None:
+        await asyncio.shield(self._close_in_background())
 
 
 def build_client(network: Network, timeout: float, keepalive: float, max_connections: int = 64) -> httpx.AsyncClient:
@@ -87,41 +177,20 @@ def build_client(network: Network, timeout: float, keepalive: float, max_connect
 
 # ---------------------------------------------------------------------------------------------- injected clients
 class _ForwardingTransport(httpx.AsyncBaseTransport):
-    """Sends each request with the program's client on the program's loop; the answer's body is read there too."""
+    """Sends each request with the program's client on the program's loop; the answer's body is read there too,
+    cancel-safe as the engine's own client is (a cancellation here never cancels the program's client mid-step)."""
 
     def __init__(self, client: httpx.AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
         self._client = client
         self._loop = loop
 
-    async def _on_owner(self, coro: Any) -> Any:
+    async def _on_owner(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not isinstance(request.stream, httpx.ByteStream):
             await request.aread()  # a control request's body is small: take it along as bytes
-        response: httpx.Response = await self._on_owner(self._client.send(request, stream=True))
-        return httpx.Response(response.status_code, headers=response.headers,
-                              stream=_ForwardedStream(response, self), extensions=response.extensions)
-
-
-class _ForwardedStream(httpx.AsyncByteStream):
-    def __init__(self, response: httpx.Response, transport: _ForwardingTransport) -> None:
-        self._response, self._transport = response, transport
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        pieces = self._response.aiter_raw()
-        while True:
-            try:
-                yield await self._transport._on_owner(_next_piece(pieces))
-            except StopAsyncIteration:
-                return
-
-    async def aclose(self) -> None:
-        await self._transport._on_owner(self._response.aclose())
-
-
-async def _next_piece(pieces: AsyncIterator[bytes]) -> bytes:
-    return await pieces.__anext__()
+        return await cancel_safe(self._client.send(request, stream=True), self._on_owner)
 
 
 def injected_client_view(client: httpx.AsyncClient, loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient:

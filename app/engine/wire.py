@@ -270,14 +270,18 @@ def _read_line(reader: object) -> str:
 
 
 def _socks_connect(proxy: Proxy, host: str, port: int, timeout: float | None) -> socket.socket:
+    from python_socks import ProxyError, ProxyTimeoutError, ProxyType  # only a SOCKS proxy needs it
+    from python_socks.sync import Proxy as SocksProxy
+
+    client = SocksProxy.create(ProxyType.SOCKS5, proxy.host, proxy.port, username=proxy.username,
+                               password=proxy.password, rdns=proxy.kind is ProxyKind.SOCKS5H)
     try:
-        from python_socks.sync import Proxy as SocksProxy
-    except ImportError:
-        raise OSError(f"the proxy {proxy.display()} is a SOCKS5 proxy, which needs the python-socks package "
-                      "(pip install 'rusty-cat[socks]')") from None
-    rdns = proxy.kind is ProxyKind.SOCKS5H
-    client = SocksProxy.from_url(proxy.url, rdns=rdns)
-    return client.connect(dest_host=host, dest_port=port, timeout=timeout)
+        return client.connect(dest_host=host, dest_port=port, timeout=timeout)
+    except ProxyTimeoutError as exc:
+        raise TimeoutError(str(exc)) from None
+    except ProxyError as exc:  # the proxy answered and said no (credentials, rules, an unreachable host)
+        refused_auth = "auth" in str(exc).lower()
+        raise ProxyRefused(proxy, 407 if refused_auth else 502, str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------- request bodies

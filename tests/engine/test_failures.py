@@ -7,7 +7,6 @@ import http.client
 import socket
 import ssl
 
-import httpcore
 import httpx
 import pytest
 
@@ -52,7 +51,7 @@ def test_tls_to_a_plain_http_port_is_final() -> None:
 @pytest.mark.parametrize("exc, words", [
     (TimeoutError("timed out"), "timed out"),
     (_wrapped(TimeoutError(), httpx.ReadTimeout("")), "timed out"),
-    (httpcore.WriteTimeout(""), "timed out"),
+    (httpx.WriteTimeout(""), "timed out"),
     (ConnectionResetError(104, "Connection reset by peer"), "reset"),
     (http.client.RemoteDisconnected("Remote end closed connection without response"), "disconnected"),
     (http.client.IncompleteRead(b"x", 10), "garbled"),
