@@ -6,20 +6,21 @@ import asyncio
 import threading
 import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx
 
 from app.engine import log
 from app.engine.callbacks import CallbackDispatcher, CompleteCallback, ProgressCallback
 from app.engine.config import MeowConfig
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.http import build_client
 from app.engine.ids import GlobalProgressListenerId, TaskId
 from app.engine.log import DebugLogListener
 from app.engine.record import Direction, TransferSnapshot
 from app.engine.scheduler import Command, Scheduler
 from app.engine.task import PounceTask, check_rate, stat_source
+
+if TYPE_CHECKING:
+    import httpx
 
 _WAIT_FOR_SPACE = 0.002
 
@@ -70,7 +71,11 @@ class MeowClient:
     def http_client(self) -> httpx.AsyncClient:
         """The injected client, or a new one built like the engine's own (for plugin authors)."""
         config = self._config
-        return config.http_client or build_client(config.network(), config.http_timeout, config.tcp_keepalive)
+        if config.http_client is not None:
+            return config.http_client
+        from app.engine.http import build_client
+
+        return build_client(config.network(), config.http_timeout, config.tcp_keepalive)
 
     def register_global_progress_listener(self, listener: ProgressCallback) -> GlobalProgressListenerId:
         lid = GlobalProgressListenerId()

@@ -13,11 +13,12 @@ import asyncio
 import concurrent.futures
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.engine.wire import Body, FileRange, ShortSource, Stopped, StopToken
+
+if TYPE_CHECKING:
+    import httpx
 
 #: How often a thread waiting on the loop looks at its stop token.
 _POLL = 0.1

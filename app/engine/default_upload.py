@@ -11,15 +11,16 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.failures import request_secrets, status_error, transport_error
-from app.engine.http import read_preview
 from app.engine.protocols import TransferTask, UploadChunkCtx, UploadPrepareCtx, UploadResumeInfo
 from app.engine.redact import redact_text
 from app.engine.wire import Body, FileRange
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_RETRY_AFTER = 60.0
 
@@ -74,6 +75,10 @@ class DefaultStyleUpload:
         fields = [*self._base_fields(ctx.task), ("totalSize", str(ctx.task.total_size))]
         body = MultipartBody(fields)
         client = ctx.client
+        import httpx  # control requests only: a plain download never loads httpx
+
+        from app.engine.http import read_preview
+
         try:
             request = client.build_request(ctx.task.method, ctx.task.url, headers=self._headers(ctx.task, body),
                                            content=body)

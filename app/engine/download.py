@@ -18,16 +18,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from app.engine import checkpoint, log
 from app.engine.checkpoint import CheckpointError, DownloadCheckpoint
 from app.engine.config import RangeIgnoredPolicy
-from app.engine.datapath import DataResponse
+from app.engine.datapath import DataResponse, HeaderMap
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.failures import request_secrets, status_error, transport_error
 from app.engine.fileio import O_BINARY, file_digest, io_error, preallocate, pwrite_all
-from app.engine.http import read_preview
 from app.engine.protocols import AuthRefreshCtx, BreakpointDownload, DownloadHeadCtx, DownloadRangeGetCtx
 from app.engine.ranges import ContentRangeError, RangeSet, parse_content_range, parse_unsatisfied_total, plan_segments
 from app.engine.ratelimit import consume_blocking
@@ -68,6 +65,13 @@ class _Restart(Exception):
     def __init__(self, error: MeowError) -> None:
         super().__init__(error.msg)
         self.error = error
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: HeaderMap
+    preview: bytes
 
 
 class _RangeIgnored(Exception):
@@ -331,19 +335,6 @@ class DownloadRun:
         return total
 
     # ------------------------------------------------------------------ probe
-    async def _send(self, method: str, url: str, headers: dict[str, str], what: str) -> httpx.Response:
-        client = self.ctx.client
-        try:
-            request = client.build_request(method, url, headers=headers)
-            return await client.send(request, stream=True, follow_redirects=True)
-        except httpx.RemoteProtocolError as exc:
-            if "content-length" in str(exc).lower():  # h11 refuses a malformed length before we see it
-                raise MeowError(InnerErrorCode.MISSING_OR_INVALID_CONTENT_LENGTH,
-                                f"missing or invalid content-length from {what}: {exc}", retryable=False) from None
-            raise transport_error(exc, what) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise transport_error(exc, what) from None
-
     def _status_error(self, status: int, headers: object, what: str, preview: bytes, url: str,
                       sent: object) -> MeowError:
         return status_error(status, headers, what, preview, self.ctx.config.max_retry_after,
@@ -358,17 +349,14 @@ class DownloadRun:
         _with_identity(hctx.headers)
         if hctx.method.upper() != "HEAD":  # the plugin chose a GET probe (and set, and maybe signed, its range)
             return await self._range_probe(hctx.url, hctx.headers)
-        resp = await self._send("HEAD", hctx.url, hctx.headers, "download_prepare HEAD")
-        try:
-            if resp.status_code not in (403, 405, 501):
-                if not resp.is_success:
-                    raise self._status_error(resp.status_code, resp.headers, "download_prepare HEAD failed:", b"",
-                                             hctx.url, hctx.headers)
-                total = await maybe_await(self.proto.total_size_from_head(resp.headers))
-                if total is not None:
-                    return self._probe_result(resp.headers, total, _accepts_ranges(resp.headers))
-        finally:
-            await resp.aclose()
+        head = await self.ctx.in_data_thread(self._ask, "HEAD", hctx.url, hctx.headers, "download_prepare HEAD")
+        if head.status not in (403, 405, 501):
+            if not 200 <= head.status < 300:
+                raise self._status_error(head.status, head.headers, "download_prepare HEAD failed:", b"", hctx.url,
+                                         hctx.headers)
+            total = await maybe_await(self.proto.total_size_from_head(head.headers))
+            if total is not None:
+                return self._probe_result(head.headers, total, _accepts_ranges(head.headers))
         # HEAD refused or lengthless: a one-byte GET, built afresh so a signing plugin signs the GET with its range.
         gctx = DownloadHeadCtx(task=view, url=url, headers={**dict(self.task.headers), "Range": "bytes=0-0"},
                                method="GET", extra=sent)
@@ -380,27 +368,38 @@ class DownloadRun:
         plugin that signs ranges puts its own range header in (``Range`` or e.g. ``x-ms-range``); else we add it."""
         if not any(k.lower() in ("range", "x-ms-range") for k in headers):
             headers = {**headers, "Range": "bytes=0-0"}
-        resp = await self._send("GET", url, headers, "download_prepare probe")
+        answer = await self.ctx.in_data_thread(self._ask, "GET", url, headers, "download_prepare probe")
+        if answer.status == 206:
+            try:
+                cr = parse_content_range(answer.headers.get("content-range", ""))
+            except ContentRangeError as exc:
+                raise _invalid(str(exc)) from None
+            return self._probe_result(answer.headers, cr.total, True)
+        if answer.status == 200:
+            return self._probe_result(answer.headers, content_length(answer.headers), False)
+        if answer.status == 416:
+            total = parse_unsatisfied_total(answer.headers.get("content-range"))
+            return self._probe_result(answer.headers, 0 if total is None else total, True)
+        raise self._status_error(answer.status, answer.headers, "download_prepare probe failed:", answer.preview,
+                                 url, headers)
+
+    def _ask(self, stop: StopToken, method: str, url: str, headers: dict[str, str], what: str) -> _Answer:
+        """One probe on the data path (in a data thread): the answer's head, and the start of an error page. A body
+        that is the file itself (a 200 to a ranged probe) is not read: the connection is dropped instead."""
         try:
-            if resp.status_code == 206:
-                try:
-                    cr = parse_content_range(resp.headers.get("content-range", ""))
-                except ContentRangeError as exc:
-                    raise _invalid(str(exc)) from None
-                return self._probe_result(resp.headers, cr.total, True)
-            if resp.status_code == 200:
-                return self._probe_result(resp.headers, content_length(resp.headers), False)
-            if resp.status_code == 416:
-                total = parse_unsatisfied_total(resp.headers.get("content-range"))
-                return self._probe_result(resp.headers, 0 if total is None else total, True)
-            preview = await read_preview(resp)
-            raise self._status_error(resp.status_code, resp.headers, "download_prepare probe failed:", preview, url,
-                                     headers)
+            resp = self.ctx.data.exchange(method, url, list(headers.items()), stop, follow_redirects=True)
+        except Stopped:
+            raise
+        except Exception as exc:
+            raise transport_error(exc, what) from None
+        try:
+            small = resp.status == 206 or resp.status >= 300
+            return _Answer(resp.status, resp.headers, self._preview(resp) if small else b"")
         finally:
-            await resp.aclose()
+            resp.close()
 
     @staticmethod
-    def _probe_result(headers: httpx.Headers, total: int | None, ranged: bool | None) -> Probe:
+    def _probe_result(headers: HeaderMap, total: int | None, ranged: bool | None) -> Probe:
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             ranged = False
@@ -846,7 +845,7 @@ def _whole_body(resp: DataResponse) -> bool:
     return cr.start == 0 and (cr.total is None or cr.end == cr.total - 1)
 
 
-def _accepts_ranges(headers: httpx.Headers) -> bool | None:
+def _accepts_ranges(headers: HeaderMap) -> bool | None:
     value = headers.get("accept-ranges")
     if value is None:
         return None

@@ -20,11 +20,10 @@ import http.client
 import re
 import socket
 import ssl
+import sys
 from email.utils import parsedate_to_datetime
 from time import time
 from urllib.parse import parse_qsl, quote, urlsplit
-
-import httpx
 
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.redact import REDACTED, SECRET_HEADERS, SECRET_PARAMS, redact_text
@@ -56,9 +55,19 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
+def _httpx_kinds() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """httpx's proxy, timeout and URL exceptions, if httpx is loaded at all (a plain download never loads it, and
+    then none of its exceptions can occur)."""
+    httpx = sys.modules.get("httpx")
+    if httpx is None:
+        return (), (), ()
+    return (httpx.ProxyError,), (httpx.TimeoutException,), (httpx.InvalidURL, httpx.UnsupportedProtocol)
+
+
 def transport_error(exc: BaseException, what: str) -> MeowError:
     """A failure to exchange a request at all, as a MeowError that says whether a retry may help."""
     chain = _chain(exc)
+    proxy_errors, timeouts, bad_urls = _httpx_kinds()
     for cause in chain:
         if isinstance(cause, ssl.SSLCertVerificationError):
             reason = cause.verify_message or cause.reason or "certificate verify failed"
@@ -68,16 +77,16 @@ def transport_error(exc: BaseException, what: str) -> MeowError:
         if isinstance(cause, ssl.SSLError) and (cause.reason or "") in _PERMANENT_TLS_REASONS:
             return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: TLS failed ({cause.reason}): the server does not "
                              "speak TLS the way we do (is this an http:// address?)", retryable=False)
-        if isinstance(cause, ProxyRefused | httpx.ProxyError):
+        if isinstance(cause, (ProxyRefused, *proxy_errors)):
             return _proxy_error(cause, what)
         if isinstance(cause, socket.gaierror):
             return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: cannot resolve the host name "
                              f"({cause.strerror or cause})")
-        if isinstance(cause, TimeoutError | httpx.TimeoutException):
+        if isinstance(cause, (TimeoutError, *timeouts)):
             why = str(cause) if isinstance(cause, TimeoutError) and str(cause) not in ("", "timed out") else \
                 "nothing moved for the whole timeout"
             return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: timed out: {why}")
-        if isinstance(cause, httpx.InvalidURL | httpx.UnsupportedProtocol | InvalidTarget | http.client.InvalidURL):
+        if isinstance(cause, (InvalidTarget, http.client.InvalidURL, *bad_urls)):
             return unusable_url(what, str(cause))
         if isinstance(cause, http.client.RemoteDisconnected):
             return MeowError(InnerErrorCode.HTTP_ERROR, f"{what}: the server disconnected without sending a response")

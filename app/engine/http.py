@@ -14,25 +14,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx
 
 from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.network import Network
+from app.engine.network import Network, user_agent
 from app.engine.redact import install_log_redaction
 from app.engine.wire import keepalive_options
 
 #: How long an idle pooled connection of the engine's own client is kept.
 KEEPALIVE_EXPIRY = 30.0
-
-
-def user_agent() -> str:
-    try:
-        return f"rusty-cat/{version('rusty-cat')}"
-    except PackageNotFoundError:
-        return "rusty-cat/dev"
 
 
 class _ProxyRoutingTransport(httpx.AsyncBaseTransport):

@@ -280,6 +280,15 @@ def check_ca_bundle(path: str | None) -> str | None:
     return text
 
 
+def user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # ~10 ms of imports: only when a client is made
+
+    try:
+        return f"rusty-cat/{version('rusty-cat')}"
+    except PackageNotFoundError:
+        return "rusty-cat/dev"
+
+
 class Network:
     """The proxy rules and the TLS context of one client, shared by its threads (the context is built once, lazily:
     loading the system's certificates costs 10-30 ms that a plain-http transfer need not pay)."""

@@ -9,9 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.engine import log
 from app.engine.config import BreakpointDownloadHttpConfig, MeowConfig
@@ -22,6 +20,9 @@ from app.engine.ratelimit import TokenBucket
 from app.engine.retry import RetryPolicy
 from app.engine.task import PounceTask
 from app.engine.wire import StopToken
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 
@@ -59,7 +60,7 @@ class ProgressRelay:
 @dataclass
 class RunContext:
     task: PounceTask
-    client: httpx.AsyncClient
+    http: Callable[[], httpx.AsyncClient]  # the control-request client, made on first use
     config: MeowConfig
     policy: RetryPolicy
     buckets: tuple[TokenBucket, ...]
@@ -69,6 +70,10 @@ class RunContext:
     report: Callable[[int, int], None]  # (bytes done, total or 0) → the scheduler's throttled Transmission
     data: DataPath  # the bulk data path: request bodies and responses, in worker threads
     data_pool: ThreadPoolExecutor  # the threads that run exchanges (one per connection in use)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.http()
 
     def relay(self, figure: Callable[[], tuple[int, int]]) -> ProgressRelay:
         """A relay for this run's worker threads; ``figure()`` gives (bytes done, total) on the loop."""

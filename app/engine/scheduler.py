@@ -18,19 +18,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from app.engine import log
 from app.engine.callbacks import CallbackDispatcher, CompleteCallback, ProgressCallback
 from app.engine.config import MeowConfig
-from app.engine.datapath import DataPath, HttpxDataPath
+from app.engine.datapath import DataPath
 from app.engine.download import DownloadRun
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.fileio import content_md5, file_digest, new_pool
-from app.engine.http import build_client, injected_client_view, user_agent
 from app.engine.ids import TaskId
+from app.engine.network import user_agent
 from app.engine.protocols import TransferTask
 from app.engine.ratelimit import TokenBucket
 from app.engine.record import Direction, FileTransferRecord, TransferSnapshot, TransferStatus
@@ -40,6 +38,9 @@ from app.engine.run import RunContext
 from app.engine.task import PounceTask
 from app.engine.upload import UploadRun
 from app.engine.wire import StopToken, Wire
+
+if TYPE_CHECKING:
+    import httpx
 
 #: Threads that run exchanges on the data path: one per connection in use, made on demand.
 DATA_THREADS = 256
@@ -126,7 +127,7 @@ class Scheduler:
         self.hashing: deque[Group] = deque()  # uploads in enqueue order, admitted in that order once hashed
         self.global_bucket = TokenBucket(config.rate_limit)
         self._tokens = 0
-        self.http: httpx.AsyncClient | None = None
+        self._http: httpx.AsyncClient | None = None  # made on first use: a plain download needs none
         self.data: DataPath | None = None
         self.pool = new_pool()
         self.data_pool = ThreadPoolExecutor(max_workers=DATA_THREADS, thread_name_prefix="rusty-cat-data")
@@ -144,7 +145,7 @@ class Scheduler:
         try:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
-            self.http, self.data = self._build_paths()
+            self.data = self._build_data_path()
             self.loop = loop
         except BaseException as exc:  # reported to start()
             self._start_error = exc
@@ -161,16 +162,32 @@ class Scheduler:
                 loop.close()
             log.debug("executor", "executor worker stopped")
 
-    def _build_paths(self) -> tuple[httpx.AsyncClient, DataPath]:
-        """The httpx client for probes and control requests, and the data path for bodies: the engine's own, sharing
-        one proxy and TLS setup; or both through the program's injected client, on the program's loop."""
+    def _build_data_path(self) -> DataPath:
+        """The data path for probes and bodies: the engine's own, or through the program's injected client (used on
+        the program's loop)."""
         config = self.config
         if config.http_client is not None:
-            owner = self.dispatcher.loop
-            return injected_client_view(config.http_client, owner), HttpxDataPath(config.http_client, owner)
-        network = config.network()
-        wire = Wire(network, timeout=config.http_timeout, keepalive=config.tcp_keepalive, user_agent=user_agent())
-        return build_client(network, config.http_timeout, config.tcp_keepalive), wire
+            from app.engine.datapath import HttpxDataPath
+
+            return HttpxDataPath(config.http_client, self.dispatcher.loop)
+        self.network = config.network()
+        return Wire(self.network, timeout=config.http_timeout, keepalive=config.tcp_keepalive,
+                    user_agent=user_agent())
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The httpx client for control requests (a provider's initiate, list, commit…), made on first use (on the
+        loop): the engine's own through the same proxies and certificates as the data path, or a view of the
+        program's injected client that sends on the program's loop. httpx is imported only then."""
+        if self._http is None:
+            from app.engine import http
+
+            config = self.config
+            if config.http_client is not None:
+                self._http = http.injected_client_view(config.http_client, self.dispatcher.loop)
+            else:
+                self._http = http.build_client(self.network, config.http_timeout, config.tcp_keepalive)
+        return self._http
 
     def submit(self, cmd: Command, *, fail_fast: bool) -> concurrent.futures.Future[Any]:
         """Hand a command to the loop; with ``fail_fast`` a full queue raises CommandSendFailed at once."""
@@ -347,13 +364,12 @@ class Scheduler:
             queue.extendleft(reversed(blocked))
 
     def _start(self, g: Group) -> None:
-        assert self.http is not None
         g.state = State.RUNNING
         g.run_id += 1
         run_id = g.run_id
         self.running[g.direction].add(g)
         ctx = RunContext(
-            task=g.task, client=self.http, config=self.config, policy=self.policy,
+            task=g.task, http=lambda: self.http, config=self.config, policy=self.policy,
             buckets=(self.global_bucket, g.bucket), pool=self.pool, file_sign=g.file_sign, start_offset=g.offset,
             report=lambda done, total: self._progress(g, run_id, done, total), data=self.data,
             data_pool=self.data_pool,
@@ -467,7 +483,7 @@ class Scheduler:
         off the command path, so neither a slow abort nor a late write can touch a new task."""
         if runner is not None:
             await asyncio.gather(runner, return_exceptions=True)
-        if g.direction is Direction.UPLOAD and g.task.breakpoint_upload is not None and self.http is not None:
+        if g.direction is Direction.UPLOAD and g.task.breakpoint_upload is not None:
             view = TransferTask(
                 direction=g.direction, file_name=g.task.file_name, file_path=g.task.file_path, url=g.task.url,
                 method=g.task.method, headers=g.task.headers, chunk_size=g.task.chunk_size, total_size=g.total,
@@ -539,9 +555,9 @@ class Scheduler:
         self.paths.clear()
         for q in self.queues.values():
             q.clear()
-        if self.http is not None:
+        if self._http is not None:
             try:
-                await self.http.aclose()  # the engine's own client, or the view of an injected one (which stays open)
+                await self._http.aclose()  # the engine's own client, or the view of an injected one (which stays open)
             except Exception as exc:
                 log.debug("executor", f"closing HTTP connections failed: {type(exc).__name__}")
         if self.data is not None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from app.engine.errors import InnerErrorCode, MeowError
 from app.engine.protocols import DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
 
+if TYPE_CHECKING:
+    from app.engine.datapath import HeaderMap
 
-def content_length(headers: httpx.Headers) -> int | None:
+
+def content_length(headers: HeaderMap) -> int | None:
     """Content-Length as an int; None when absent; MeowError(110) when present but not a number."""
     raw = headers.get("content-length")
     if raw is None:
@@ -37,5 +40,5 @@ class StandardRangeDownload:
         elif ctx.extra.get("last_modified"):
             ctx.headers["If-Range"] = str(ctx.extra["last_modified"])
 
-    def total_size_from_head(self, headers: httpx.Headers) -> int | None:
+    def total_size_from_head(self, headers: HeaderMap) -> int | None:
         return content_length(headers)

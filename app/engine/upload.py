@@ -13,8 +13,7 @@ import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Mapping
-
-import httpx
+from typing import TYPE_CHECKING
 
 from app.engine import log
 from app.engine.default_upload import DefaultStyleUpload
@@ -26,6 +25,9 @@ from app.engine.ranges import RangeSet
 from app.engine.ratelimit import consume_blocking
 from app.engine.run import ProgressRelay, RunContext, acquire_despite_cancel, retrying, run_all
 from app.engine.wire import Body, FileRange, ShortSource, SourceError, Stopped, StopToken, pread_into
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_STALLED_CHUNKS = 3  # answers that don't move the server's nextByte forward before we give up
 #: The most of an answer to a part (or its error page) that is read: answers are small XML or JSON.
@@ -113,6 +115,8 @@ class _Part:
             raise transport_error(exc, f"{what} answer") from None
         finally:
             resp.close()
+        import httpx  # an upload's prepare loaded it already: plugins read answers as httpx responses
+
         return httpx.Response(resp.status, headers=list(resp.headers.items()), content=content,
                               request=httpx.Request(method, url, headers=headers))
 

@@ -24,7 +24,9 @@ turns them into MeowErrors in one place.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import os
+import re
 import select
 import socket
 import ssl
@@ -51,6 +53,9 @@ MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Headers that must not follow a redirect to another host.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+_DOTTED = re.compile(r"[0-9.]+")
 
 
 class InvalidTarget(ValueError):
@@ -456,6 +461,14 @@ class Wire:
             raise InvalidTarget(f"unsupported URL scheme {scheme!r} (use http:// or https://)")
         if not parts.hostname:
             raise InvalidTarget("the URL names no host")
+        bad = next(((i, c) for i, c in enumerate(url) if not c.isprintable() or c.isspace()), None)
+        if bad is not None:  # before anything is sent: a CR/LF in a URL would smuggle a header into the request
+            raise InvalidTarget(f"Invalid non-printable character {bad[1]!r} at position {bad[0]}")
+        if _DOTTED.fullmatch(parts.hostname):
+            try:
+                ipaddress.IPv4Address(parts.hostname)
+            except ValueError:
+                raise InvalidTarget(f"Invalid IPv4 address: {parts.hostname!r}") from None
         port = explicit_port or (443 if scheme == "https" else 80)
         proxy = self.network.proxy_for(scheme, parts.hostname, port)
         route = Route(scheme, parts.hostname, port, proxy)

@@ -240,9 +240,9 @@ def _with_junk_header(status_line: bytes, headers: bytes, body: bytes, junk: int
 @pytest.mark.asyncio
 @pytest.mark.parametrize("where", ["head", "ranged-get", "upload-prepare"])
 async def test_a_megabyte_of_response_headers_is_a_quick_clear_error(where: str, tmp_path: Path) -> None:
-    """Probes and control requests (httpx) stop reading a header block at 100 KiB ("Receive buffer too long"), the
-    data path (http.client) a header line at 64 KiB; the engine retries like any broken response, then fails with
-    that reason: no hang, no huge allocation, nothing called complete."""
+    """Control requests (httpx: the upload's prepare) stop reading a header block at 100 KiB ("Receive buffer too
+    long"), the data path (http.client: probes and ranges) a header line at 64 KiB; the engine retries like any
+    broken response, then fails with that reason: no hang, no huge allocation, nothing called complete."""
     huge = 1 << 20
     ok_head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nAccept-Ranges: bytes\r\nETag: \"e\"\r\n\r\n"
     if where == "head":
@@ -265,15 +265,15 @@ async def test_a_megabyte_of_response_headers_is_a_quick_clear_error(where: str,
         else:
             task = _download(server.url("/f.bin"), out / "f.bin")
         final, took = await _run(task, timeout=20)
-    failed_with(final, E.HTTP_ERROR, "head is too large" if where == "ranged-get" else "Receive buffer too long")
+    failed_with(final, E.HTTP_ERROR, "Receive buffer too long" if where == "upload-prepare" else "head is too large")
     assert took < QUICK
     assert not (out / "f.bin").exists()
 
 
 @pytest.mark.asyncio
 async def test_a_60_kb_header_line_under_the_limit_is_just_read(tmp_path: Path) -> None:
-    """The limits are httpx's 100 KiB header block (probes) and http.client's 64 KiB header line (the data path,
-    as in requests and urllib3): a long but legal line under both is read."""
+    """The limits are httpx's 100 KiB header block (control requests) and http.client's 64 KiB header line (probes
+    and ranges, as in requests and urllib3): a long but legal line under both is read."""
     head = _with_junk_header(b"HTTP/1.1 200 OK", b"Content-Length: 5\r\nAccept-Ranges: bytes\r\n", b"", 60_000)
     get = _with_junk_header(b"HTTP/1.1 206 Partial Content", b"Content-Range: bytes 0-4/5\r\nContent-Length: 5\r\n",
                             b"hello", 60_000)

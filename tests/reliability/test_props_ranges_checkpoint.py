@@ -138,7 +138,7 @@ def test_plan_segments_chunk_discipline_at_real_sizes(done: list[tuple[int, int]
 # -------------------------------------------------------------------------------------- the ranged-GET response check
 def _download_run(total_hint: int = 0) -> DownloadRun:
     task = DownloadPounceBuilder("f.bin", "/nonexistent/never-written.bin", 1 << 20, "http://127.0.0.1:9/f.bin").build()
-    ctx = RunContext(task=task, client=None, config=MeowConfig(), policy=RetryPolicy(0, 0), buckets=(),  # type: ignore[arg-type]
+    ctx = RunContext(task=task, http=None, config=MeowConfig(), policy=RetryPolicy(0, 0), buckets=(),  # type: ignore[arg-type]
                      pool=None, file_sign="", start_offset=0, report=lambda done, total: None,  # type: ignore[arg-type]
                      data=None, data_pool=None)  # type: ignore[arg-type]
     return DownloadRun(ctx)
