@@ -30,8 +30,9 @@ XCB_DEBS := libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-ra
             libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1
 
 # Test-only packages on top of QT_DEBS: a real Secret Service (gnome-keyring-daemon on a private D-Bus session
-# from dbus-run-session) for tests/manager/test_keyring_secret_service.py.
-TEST_DEBS := $(QT_DEBS) gnome-keyring dbus
+# from dbus-run-session) for tests/manager/test_keyring_secret_service.py; a real HTTP proxy (tinyproxy) and
+# iproute2 (`ip netns`, `tc`: a 6 Mbit/s link in a network namespace) for tests/field/.
+TEST_DEBS := $(QT_DEBS) gnome-keyring dbus tinyproxy iproute2
 
 ifneq ($(strip $(DISPLAY)),)
 RUN_DEBS := $(QT_DEBS) $(XCB_DEBS)

@@ -32,6 +32,7 @@ class DataResponse(Protocol):
     status: int
     reason: str
     url: str
+    via: str | None  # the proxy it came through (credentials redacted), if an HTTP proxy answered for the server
 
     @property
     def headers(self) -> HeaderMap: ...
@@ -126,6 +127,7 @@ class _HttpxResponse:
     def __init__(self, path: HttpxDataPath, response: httpx.Response, stop: StopToken) -> None:
         self._path, self._response, self._stop = path, response, stop
         self.status = response.status_code
+        self.via = None
         self.reason = response.reason_phrase
         self.url = str(response.url)
         self._pieces = response.aiter_raw()

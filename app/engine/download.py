@@ -72,6 +72,7 @@ class _Answer:
     status: int
     headers: HeaderMap
     preview: bytes
+    via: str | None
 
 
 class _RangeIgnored(Exception):
@@ -336,9 +337,9 @@ class DownloadRun:
 
     # ------------------------------------------------------------------ probe
     def _status_error(self, status: int, headers: object, what: str, preview: bytes, url: str,
-                      sent: object) -> MeowError:
+                      sent: object, via: str | None = None) -> MeowError:
         return status_error(status, headers, what, preview, self.ctx.config.max_retry_after,
-                            request_secrets(url, sent))
+                            request_secrets(url, sent), via=via)
 
     async def _probe(self, sent: dict[str, object]) -> Probe:
         """``sent`` receives the ``extra`` of the last probe request built (for a refresh after a refusal)."""
@@ -353,7 +354,7 @@ class DownloadRun:
         if head.status not in (403, 405, 501):
             if not 200 <= head.status < 300:
                 raise self._status_error(head.status, head.headers, "download_prepare HEAD failed:", b"", hctx.url,
-                                         hctx.headers)
+                                         hctx.headers, head.via)
             total = await maybe_await(self.proto.total_size_from_head(head.headers))
             if total is not None:
                 return self._probe_result(head.headers, total, _accepts_ranges(head.headers))
@@ -381,7 +382,7 @@ class DownloadRun:
             total = parse_unsatisfied_total(answer.headers.get("content-range"))
             return self._probe_result(answer.headers, 0 if total is None else total, True)
         raise self._status_error(answer.status, answer.headers, "download_prepare probe failed:", answer.preview,
-                                 url, headers)
+                                 url, headers, answer.via)
 
     def _ask(self, stop: StopToken, method: str, url: str, headers: dict[str, str], what: str) -> _Answer:
         """One probe on the data path (in a data thread): the answer's head, and the start of an error page. A body
@@ -394,7 +395,7 @@ class DownloadRun:
             raise transport_error(exc, what) from None
         try:
             small = resp.status == 206 or resp.status >= 300
-            return _Answer(resp.status, resp.headers, self._preview(resp) if small else b"")
+            return _Answer(resp.status, resp.headers, self._preview(resp) if small else b"", resp.via)
         finally:
             resp.close()
 
@@ -656,7 +657,7 @@ class DownloadRun:
         if status == 416:
             raise _Restart(MeowError(InnerErrorCode.REMOTE_CHANGED, "the remote file is shorter than expected (416)"))
         raise self._status_error(status, resp.headers, "download GET requires 206 Partial Content, got",
-                                 self._preview(resp), url, sent)
+                                 self._preview(resp), url, sent, resp.via)
 
     @staticmethod
     def _preview(resp: DataResponse) -> bytes:
@@ -765,7 +766,7 @@ class DownloadRun:
         try:
             if not _whole_body(resp):
                 raise self._status_error(resp.status, resp.headers, "download GET failed:", self._preview(resp), url,
-                                         headers)
+                                         headers, resp.via)
             encoding = (resp.header("content-encoding") or "identity").strip().lower()
             if probe.total and encoding in ("", "identity"):
                 seg.end = probe.total

@@ -144,16 +144,25 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
 
 
 def status_error(status: int, headers: object, what: str, preview: bytes, max_retry_after: float,
-                 secrets: tuple[str, ...] = (), code: InnerErrorCode = InnerErrorCode.RESPONSE_STATUS_ERROR
-                 ) -> MeowError:
+                 secrets: tuple[str, ...] = (), code: InnerErrorCode = InnerErrorCode.RESPONSE_STATUS_ERROR,
+                 via: str | None = None) -> MeowError:
     """A non-success answer as a MeowError: retryable for 408/429/5xx, final otherwise. ``preview`` (a bounded part
-    of an *error* body) is scrubbed of ``secrets`` (what the request carried) and of URLs' credentials."""
+    of an *error* body) is scrubbed of ``secrets`` (what the request carried) and of URLs' credentials.
+
+    A 407 can only come from a proxy: PROXY_ERROR. ``via`` names the proxy an answer came through (credentials
+    redacted): some proxies (tinyproxy) answer wrong credentials with a plain 401, so a 401 says it came that way."""
     get = headers.get  # type: ignore[attr-defined]
     text = scrub(redact_text(preview.decode("utf-8", errors="replace")), secrets)
     remote_code = get("x-ms-error-code") or get("x-oss-ec")
+    message = f"{what} {status}: {text}" if text else f"{what} {status}"
+    if status == 407:
+        return MeowError(InnerErrorCode.PROXY_ERROR, f"{message} (the proxy asks for a user name and password, or "
+                         "refused the ones given: check them)", status=407, retryable=False)
+    if status == 401 and via:
+        message += f" (through the proxy {via}: if it needs a user name and password, check them)"
     return MeowError(
         code,
-        f"{what} {status}: {text}" if text else f"{what} {status}",
+        message,
         status=status,
         remote_code=remote_code,
         retryable=status in RETRYABLE_STATUSES,

@@ -386,6 +386,8 @@ class WireResponse:
         self.reason = raw.reason
         self.url = url
         self.headers = raw.msg  # case-insensitive ``get``
+        proxy = conn.route.proxy
+        self.via = proxy.display() if proxy is not None and conn.route.absolute_form else None
         self._closed = False
 
     def header(self, name: str) -> str | None:

@@ -161,8 +161,11 @@ def _when(value: datetime | timedelta) -> datetime:
     return datetime.now(UTC) + value if isinstance(value, timedelta) else value
 
 
-def start_azurite(executable: str) -> AzuriteServer:
-    """Start Azurite on a free port and return once it answers HTTP."""
+def start_azurite(executable: str, *, wrap_argv: Callable[[list[str]], list[str]] | None = None,
+                  reach_in: Callable[[], contextlib.AbstractContextManager[object]] | None = None) -> AzuriteServer:
+    """Start Azurite on a free port and return once it answers HTTP. ``wrap_argv`` runs it through a launcher and
+    ``reach_in`` is the context its readiness probe runs in: ``ThrottledNamespace.exec_argv`` and ``.inside`` start
+    it in a network namespace (tests/support/netns.py); callers then reach it from inside that context too."""
     cmd = [
         executable,
         "--blobHost", "127.0.0.1",
@@ -174,7 +177,7 @@ def start_azurite(executable: str) -> AzuriteServer:
         "--loose",
     ]  # fmt: skip
     process = subprocess.Popen(
-        cmd,
+        wrap_argv(cmd) if wrap_argv is not None else cmd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -207,7 +210,8 @@ def start_azurite(executable: str) -> AzuriteServer:
     # "listens" is printed once the socket is bound; confirm it answers before handing it out.
     while True:
         try:
-            httpx.get(f"http://127.0.0.1:{server.port}/", timeout=1.0)
+            with reach_in() if reach_in is not None else contextlib.nullcontext():
+                httpx.get(f"http://127.0.0.1:{server.port}/", timeout=1.0, trust_env=False)
             return server
         except httpx.TransportError:
             if time.monotonic() > deadline or process.poll() is not None:

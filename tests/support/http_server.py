@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -332,8 +333,8 @@ class TestHttpServer(LoopbackServer):
 
     thread_name = "test-http"
 
-    def __init__(self, *, keep_alive: bool = True) -> None:
-        super().__init__()
+    def __init__(self, *, keep_alive: bool = True, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(ssl_context=ssl_context)  # with a context: HTTPS (tests/support/tls.py)
         self.keep_alive = keep_alive
         self.rate_limit: float | None = None  # bytes/s per connection for GET bodies
         self.upload_rate_limit: float | None = None  # bytes/s per connection for request bodies
