@@ -42,6 +42,9 @@ __all__ = [
 PROVIDER_MODULES: tuple[str, ...] = (
     "app.providers",
     "app.providers.api",
+    "app.providers.base",
+    "app.providers.leases",
+    "app.providers.parts",
     "app.providers.presigned",
     "app.providers.session_store",
     "app.providers.aliyun_oss",

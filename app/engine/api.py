@@ -1,6 +1,9 @@
-"""The engine's one public import point (the seed's ``rusty_cat::api``)."""
+"""The engine's one public import point (the seed's ``rusty_cat::api``). It names no provider: the provider
+plugins are in :mod:`app.providers.api`, built on the engine's plugin SDK (:mod:`app.engine.plugin_sdk`)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from app.engine.callbacks import CompleteCallback, ProgressCallback
 from app.engine.checkpoint import CheckpointError, DownloadCheckpoint
@@ -42,6 +45,11 @@ from app.engine.task import (
     PounceTask,
     UploadPounceBuilder,
 )
+
+if TYPE_CHECKING:
+    import httpx
+
+    from app.engine.network import Network
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -86,22 +94,23 @@ __all__ = [
     "debug_log_listener_active",
     "emit",
     "emit_lazy",
+    "new_http_client",
     "redact_url",
     "set_debug_log_listener",
     "try_set_debug_log_listener",
 ]
 
-#: Provider options, importable from here in the seed's style but loaded only when first used.
-_PROVIDER_NAMES = frozenset({
-    "AliOssDirectDownload", "AliOssDirectUpload", "AliOssPresignedDownload", "AliOssPresignedUpload",
-    "AzureBlobDirectDownload", "AzureBlobDirectUpload", "AzureBlobSasDownload", "AzureBlobSasUpload",
-    "AzureSharedKey", "OssCredentials", "PresignedRangeDownload", "PresignedRequest", "UploadSessionStore",
-})
 
+def new_http_client(config: MeowConfig, timeout: float | None = None, *,
+                    network: Network | None = None) -> httpx.AsyncClient:
+    """A new httpx client whose requests go where the engine's go: through ``config``'s proxy (or the environment's,
+    as curl reads it) and trusting its CA bundle on top of the system's certificates.
 
-def __getattr__(name: str) -> object:
-    if name in _PROVIDER_NAMES:
-        from app.providers import api as providers
+    For a program's own requests beside its transfers (connection tests, probes, a signing service), so that they
+    never take a different route than the transfers. The caller owns and closes it. ``timeout`` bounds each
+    connect/read/write (default: ``config.http_timeout``). ``network`` (``config.network()``) may be passed to share
+    one proxy resolution and one TLS context between many short-lived clients."""
+    from app.engine.http import build_client
 
-        return getattr(providers, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return build_client(network if network is not None else config.network(),
+                        config.http_timeout if timeout is None else timeout, config.tcp_keepalive)

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from app.engine.ranges import RangeSet
@@ -97,12 +97,16 @@ class DownloadCheckpoint:
         return RangeSet([(s, e) for s, e in trusted])
 
 
+_FIELDS = fields(DownloadCheckpoint)
+
+
 class CheckpointError(ValueError):
     """The sidecar is torn, foreign or from another version; the caller restarts cleanly."""
 
 
 def encode(ckpt: DownloadCheckpoint) -> bytes:
-    data = asdict(ckpt)
+    """The record as bytes (written after every batch: a plain dict, not ``asdict``'s deep copy)."""
+    data = {f.name: getattr(ckpt, f.name) for f in _FIELDS}
     body = json.dumps(data, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(body.encode()).hexdigest()
     return json.dumps({"magic": MAGIC, "version": VERSION, "sha256": digest, "data": data},

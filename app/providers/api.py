@@ -1,7 +1,7 @@
 """The providers' one import point: the option objects for the engine builders, named as in the seed.
 
-``app.engine.api`` re-exports these names lazily (on first access), so the engine itself never imports
-provider code; programs that only move plain HTTP never load a signer.
+The engine (``app.engine.api``) knows no provider, so a program that only moves plain HTTP never loads a signer;
+one that talks to a service imports its plugins from here.
 """
 
 from __future__ import annotations

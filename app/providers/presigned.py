@@ -1,12 +1,12 @@
 """Provider-neutral presigned-URL primitives: where per-request URLs come from, how they are cached and renewed,
 and a range download driven by nothing but a presigned GET URL.
 
-Why it is shaped like this (reference §4 pitfalls 7, 12, 18):
+Why it is shaped like this:
 
 * Presigned URLs expire, sometimes long before a large transfer ends, so they are never all fetched up front. A
   :class:`UrlSource` -- a callable the application supplies, usually a call to its own backend -- is asked lazily,
   per operation and per part, and asked *again* only when the service rejects a URL as expired (any 403, or a 400
-  whose error says "expired"). :class:`PresignedUrlCache` keeps one URL per ``(op, part)`` until it is rejected, and
+  whose error says "expired"). :func:`presigned_leases` keeps one URL per :class:`UrlKey` until it is rejected, and
   collapses concurrent renewals of the same URL into one question to the source.
 * A presigned request must carry exactly the signed headers the issuer returned: adding a signed kind of header
   (an ``x-oss-*`` header, Content-Type, Content-MD5) breaks the signature, leaving one out does too. So
@@ -22,31 +22,29 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from app.engine import log
-from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.redact import redact_headers, redact_text, redact_url
-from app.engine.standard_download import content_length
+from app.engine.plugin_sdk import InnerErrorCode, MeowError, content_length, redact_headers, redact_text, redact_url
+from app.providers.leases import Leases
 
 if TYPE_CHECKING:
     import httpx
 
-    from app.engine.protocols import AuthRefreshCtx, DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
+    from app.engine.plugin_sdk import AuthRefreshCtx, DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
 
 __all__ = [
+    "GET",
     "OPS",
     "PresignedRangeDownload",
     "PresignedRequest",
-    "PresignedUrlCache",
-    "UrlLease",
+    "UrlKey",
     "UrlSource",
     "ask_source",
     "is_expired_rejection",
+    "presigned_leases",
 ]
 
 #: The operations a URL source may be asked for.
@@ -157,107 +155,31 @@ def is_expired_rejection(status: int, code: str | None = "", message: str | None
     return (code or "") in EXPIRY_CODES or "expired" in (message or "").lower()
 
 
-@dataclass(frozen=True)
-class UrlLease:
-    """A cached URL plus the generation it was issued in (to tell "already renewed" from "renew now")."""
+class UrlKey(NamedTuple):
+    """What one presigned URL is for: the operation, the part (``"upload_part"`` only) and the upload id (after
+    "initiate", for sources that take it)."""
 
-    request: PresignedRequest
-    generation: int
-
-    @property
-    def url(self) -> str:
-        return self.request.url
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return dict(self.request.headers)
+    op: str
+    part_number: int | None = None
+    upload_id: str | None = None
 
 
-_Key = tuple[str, int | None, str | None]
+#: The URL of a download: the source's ``"get"``.
+GET = UrlKey("get")
 
 
-class PresignedUrlCache:
-    """One URL per ``(op, part, upload id)``, reused until it is rejected or about to expire.
+def presigned_leases(source: UrlSource | Callable[..., Any], *,
+                     refresh_margin: timedelta = timedelta(seconds=30)) -> Leases[UrlKey, PresignedRequest]:
+    """One URL per :class:`UrlKey`, asked of ``source`` at first use, reused until it is refused or about to expire
+    (when the issuer says when), renewed once for a burst of parallel requests refused with it."""
+    if not callable(source):
+        raise TypeError("a URL source must be callable: (op, part_number) -> PresignedRequest")
 
-    All methods run on one event loop (the engine's); concurrent asks for the same key share one call to the source.
-    ``renew(key, stale_generation)`` asks again only if nobody renewed since that generation was handed out, so a
-    burst of parallel requests failing with the same expired URL costs one question to the source.
-    """
+    async def fetch(key: UrlKey) -> PresignedRequest:
+        return await ask_source(source, key.op, key.part_number, key.upload_id)
 
-    def __init__(self, source: UrlSource | Callable[..., Any], *,
-                 refresh_margin: timedelta = timedelta(seconds=30)) -> None:
-        if not callable(source):
-            raise TypeError("a URL source must be callable: (op, part_number) -> PresignedRequest")
-        self.source = source
-        self.refresh_margin = refresh_margin
-        self._entries: dict[_Key, UrlLease] = {}
-        self._pending: dict[_Key, asyncio.Future[UrlLease]] = {}
-        self._generations = itertools.count(1)
-        self.asked = 0  # how many times the source was called (for diagnostics and tests)
-
-    def _fresh(self, lease: UrlLease) -> bool:
-        expires = lease.request.expires_at
-        return expires is None or datetime.now(UTC) + self.refresh_margin < expires
-
-    async def get(self, op: str, part_number: int | None = None, upload_id: str | None = None) -> UrlLease:
-        key = (op, part_number, upload_id)
-        lease = self._entries.get(key)
-        if lease is not None and self._fresh(lease):
-            return lease
-        return await self._ask(key, None if lease is None else lease.generation)
-
-    async def renew(self, op: str, part_number: int | None = None, upload_id: str | None = None, *,
-                    stale_generation: int | None = None) -> UrlLease:
-        """A new URL for a key whose URL (of ``stale_generation``; None = whatever is cached) was rejected."""
-        key = (op, part_number, upload_id)
-        lease = self._entries.get(key)
-        if lease is not None and stale_generation is not None and lease.generation != stale_generation:
-            return lease  # someone already renewed it since the failing request got its URL
-        return await self._ask(key, None if lease is None else lease.generation)
-
-    def peek(self, op: str, part_number: int | None = None, upload_id: str | None = None) -> UrlLease | None:
-        """The cached lease, if any, without asking the source."""
-        return self._entries.get((op, part_number, upload_id))
-
-    def discard(self, op: str, part_number: int | None = None, upload_id: str | None = None) -> None:
-        """Forget a URL that is no longer needed (a finished part), so 10,000 parts don't pin 10,000 URLs."""
-        self._entries.pop((op, part_number, upload_id), None)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    async def _ask(self, key: _Key, replacing: int | None) -> UrlLease:
-        while (pending := self._pending.get(key)) is not None and not pending.done():
-            try:
-                return await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is None or current.cancelling() or not pending.cancelled():
-                    raise
-                # The coroutine that was asking got cancelled (its run stopped), we were not: ask ourselves.
-        fut: asyncio.Future[UrlLease] = asyncio.get_running_loop().create_future()
-        self._pending[key] = fut
-        try:
-            op, part, upload_id = key
-            self.asked += 1
-            log.debug("presigned", lambda: f"asking the URL source for {op}{_part(part)}"
-                      + ("" if replacing is None else " (renewing a rejected or expiring URL)"))
-            request = await ask_source(self.source, op, part, upload_id)
-            lease = UrlLease(request, next(self._generations))
-            self._entries[key] = lease
-            fut.set_result(lease)
-            return lease
-        except BaseException as exc:
-            if not fut.done():
-                if isinstance(exc, asyncio.CancelledError):
-                    fut.cancel()
-                else:
-                    fut.set_exception(exc)
-                    fut.exception()  # retrieved: waiters re-raise it; nobody else needs a warning
-            raise
-        finally:
-            if self._pending.get(key) is fut:
-                del self._pending[key]
+    return Leases(fetch, what="presigned URL", expires_at=lambda request: request.expires_at,
+                  refresh_margin=refresh_margin)
 
 
 class PresignedRangeDownload:
@@ -274,24 +196,24 @@ class PresignedRangeDownload:
 
     def __init__(self, source: UrlSource | Callable[..., Any], *,
                  refresh_margin: timedelta = timedelta(seconds=30)) -> None:
-        self.urls = PresignedUrlCache(source, refresh_margin=refresh_margin)
+        self.urls = presigned_leases(source, refresh_margin=refresh_margin)
 
     def head_url(self, task: TransferTask) -> str:
-        return task.url  # replaced in merge_head_headers by the source's URL (head_url itself can't await)
+        return task.url  # merge_head_headers puts the source's URL in its place
 
     async def merge_head_headers(self, ctx: DownloadHeadCtx) -> None:
-        lease = await self.urls.get("get")
-        ctx.extra["generation"] = lease.generation  # comes back after a refusal: renew only a URL still current
         ctx.method = "GET"  # the engine then probes with Range: bytes=0-0
-        ctx.url = lease.url
-        ctx.headers.update(lease.headers)
+        await self._use_url(ctx)
 
     async def merge_range_get_headers(self, ctx: DownloadRangeGetCtx) -> None:
-        lease = await self.urls.get("get")
-        ctx.extra["generation"] = lease.generation
-        ctx.url = lease.url
-        ctx.headers.update(lease.headers)
+        await self._use_url(ctx)
         self.add_range_headers(ctx)
+
+    async def _use_url(self, ctx: DownloadHeadCtx | DownloadRangeGetCtx) -> None:
+        lease = await self.urls.get(GET)
+        ctx.extra["generation"] = lease.generation  # comes back after a refusal: renew only a URL still current
+        ctx.url = lease.value.url
+        ctx.headers.update(lease.value.headers)
 
     def add_range_headers(self, ctx: DownloadRangeGetCtx) -> None:
         """Range, Accept and If-Match: unsigned on S3/OSS presigned URLs, so they never disturb the signature."""
@@ -305,5 +227,5 @@ class PresignedRangeDownload:
 
     async def refresh_after_auth_failure(self, ctx: AuthRefreshCtx) -> bool:
         stale = ctx.generation if isinstance(ctx.generation, int) else None
-        lease = await self.urls.renew("get", stale_generation=stale)
+        lease = await self.urls.renew(GET, stale)
         return lease.generation != stale

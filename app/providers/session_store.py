@@ -1,20 +1,22 @@
 """Where provider plugins keep upload sessions across restarts (OSS upload id and part ETags, Azure block
 prefix), so the same logical task, rebuilt after a crash, finds its server-side session instead of starting a
-new one. One small JSON file per session, written atomically, self-hashed, never holding a secret."""
+new one. One small JSON file per session, written atomically, self-hashed, never holding a secret; plugins write
+them through :class:`SessionFile`, in a worker thread, because a durable write waits for the disk."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.engine import log
-from app.engine.checkpoint import write_atomic
+from app.engine.plugin_sdk import log, write_atomic
 
 MAGIC = "rusty-cat/upload-session"
 VERSION = 1
@@ -88,3 +90,42 @@ class UploadSessionStore:
             self._path(key).unlink()
         except FileNotFoundError:
             pass
+
+
+class SessionFile:
+    """One session file, written off the event loop. Writes are serialised and never older than the last one, and
+    none lands after :meth:`remove` (a part finishing while a cancel removes the session must not resurrect it).
+    A failed write or removal is logged, never raised: a lost session costs a re-upload later, never this
+    transfer."""
+
+    def __init__(self, store: UploadSessionStore, key: str) -> None:
+        self.store, self.key = store, key
+        self._lock = threading.Lock()
+        self._dead = False
+        self._version = 0
+        self._written = 0
+
+    async def save(self, data: dict[str, Any]) -> None:
+        self._version += 1
+        await asyncio.to_thread(self._write, self._version, data)
+
+    async def remove(self) -> None:
+        await asyncio.to_thread(self._remove)
+
+    def _write(self, version: int, data: dict[str, Any]) -> None:
+        with self._lock:
+            if self._dead or version <= self._written:
+                return
+            try:
+                self.store.save(self.key, data)
+            except OSError as exc:
+                log.warn("upload_session", f"cannot save upload session {self.key}: {exc.strerror or exc}")
+            self._written = version
+
+    def _remove(self) -> None:
+        with self._lock:
+            self._dead = True
+            try:
+                self.store.remove(self.key)
+            except OSError as exc:
+                log.warn("upload_session", f"cannot remove upload session {self.key}: {exc.strerror or exc}")

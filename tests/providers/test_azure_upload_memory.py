@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.api import AzureBlobDirectUpload, MeowClient, TransferStatus, UploadPounceBuilder
+from app.engine.api import MeowClient, TransferStatus, UploadPounceBuilder
+from app.providers.api import AzureBlobDirectUpload
 from tests.support.azurite import AzuriteServer
 from tests.support.engine_helpers import MIB, Recorder, fast_config
 

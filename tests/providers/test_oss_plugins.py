@@ -651,16 +651,16 @@ async def test_max_parallel_caps_the_parts_in_flight(srv: FakeOssServer, src: Pa
     now = 0
 
     class Counting(AliOssDirectUpload):
-        async def _call(self, client, op, upload, part_number, body, content_md5, headers=None, *,  # type: ignore[no-untyped-def]
-                        part=None):
+        async def send(self, client, request):  # type: ignore[no-untyped-def]
             nonlocal peak, now
-            now += op == "upload_part"
+            is_part = request.what.startswith("OSS UploadPart")
+            now += is_part
             peak = max(peak, now)
             try:
                 await asyncio.sleep(0.005)
-                return await super()._call(client, op, upload, part_number, body, content_md5, headers, part=part)
+                return await super().send(client, request)
             finally:
-                now -= op == "upload_part"
+                now -= is_part
 
     plugin = Counting(srv.credentials, srv.region, bucket=BUCKET, key=KEY, endpoint=srv.endpoint, max_parallel=2,
                       clock=ClockOffset())

@@ -1,4 +1,4 @@
-"""Provider-neutral presigned primitives: the request type, the URL source contract, the per-(op, part) cache that
+"""Provider-neutral presigned primitives: the request type, the URL source contract, the per-(op, part) leases that
 renews a rejected URL once (and once only for a burst of parallel failures), and the generic presigned range
 download through the real engine against the fake OSS server (a stand-in for any S3/OSS-style presigned GET)."""
 
@@ -14,11 +14,13 @@ import pytest
 from app.engine.api import DownloadPounceBuilder, InnerErrorCode, MeowClient, MeowError, TransferStatus
 from app.providers.aliyun_oss import build_object_url
 from app.providers.presigned import (
+    GET,
     PresignedRangeDownload,
     PresignedRequest,
-    PresignedUrlCache,
+    UrlKey,
     ask_source,
     is_expired_rejection,
+    presigned_leases,
 )
 from tests.support.engine_helpers import KIB, Recorder, blob, fast_config
 from tests.support.fake_oss import DEFAULT_BUCKET, FakeOssServer
@@ -109,17 +111,17 @@ async def test_the_cache_reuses_one_url_per_op_and_part_until_it_is_rejected() -
         asked.append((op, part))
         return PresignedRequest(f"https://h/k?op={op}&part={part}&n={len(asked)}")
 
-    cache = PresignedUrlCache(source)
-    a = await cache.get("upload_part", 1)
-    assert (await cache.get("upload_part", 1)) == a
-    b = await cache.get("upload_part", 2)
-    assert a.url != b.url and len(asked) == 2
-    renewed = await cache.renew("upload_part", 1, stale_generation=a.generation)
+    cache = presigned_leases(source)
+    a = await cache.get(UrlKey("upload_part", 1))
+    assert (await cache.get(UrlKey("upload_part", 1))) == a
+    b = await cache.get(UrlKey("upload_part", 2))
+    assert a.value.url != b.value.url and len(asked) == 2
+    renewed = await cache.renew(UrlKey("upload_part", 1), a.generation)
     assert renewed.generation != a.generation and len(asked) == 3
     # A second failure with the old URL (another request that was in flight) doesn't ask again.
-    assert (await cache.renew("upload_part", 1, stale_generation=a.generation)) == renewed and len(asked) == 3
-    cache.discard("upload_part", 2)
-    await cache.get("upload_part", 2)
+    assert (await cache.renew(UrlKey("upload_part", 1), a.generation)) == renewed and len(asked) == 3
+    cache.discard(UrlKey("upload_part", 2))
+    await cache.get(UrlKey("upload_part", 2))
     assert len(asked) == 4 and cache.asked == 4
 
 
@@ -134,12 +136,12 @@ async def test_concurrent_asks_share_one_call_and_a_url_near_expiry_is_replaced(
         soon = datetime.now(UTC) + timedelta(seconds=5 if calls == 1 else 600)
         return PresignedRequest(f"https://h/k?n={calls}", expires_at=soon)
 
-    cache = PresignedUrlCache(source, refresh_margin=timedelta(seconds=30))
-    leases = await asyncio.gather(*(cache.get("get") for _ in range(5)))
-    assert calls == 1 and len({lease.url for lease in leases}) == 1
-    fresh = await cache.get("get")  # the first URL expires within the margin: ask before it is refused
-    assert calls == 2 and fresh.url.endswith("n=2")
-    assert (await cache.get("get")) == fresh and calls == 2
+    cache = presigned_leases(source, refresh_margin=timedelta(seconds=30))
+    leases = await asyncio.gather(*(cache.get(GET) for _ in range(5)))
+    assert calls == 1 and len({lease.value.url for lease in leases}) == 1
+    fresh = await cache.get(GET)  # the first URL expires within the margin: ask before it is refused
+    assert calls == 2 and fresh.value.url.endswith("n=2")
+    assert (await cache.get(GET)) == fresh and calls == 2
 
 
 @pytest.mark.asyncio
@@ -262,11 +264,11 @@ async def test_a_waiter_is_not_cancelled_with_the_coroutine_that_was_asking() ->
         await asyncio.sleep(0.05)
         return PresignedRequest(f"https://h/k?n={calls}")
 
-    cache = PresignedUrlCache(source)
-    first = asyncio.ensure_future(cache.get("get"))
+    cache = presigned_leases(source)
+    first = asyncio.ensure_future(cache.get(GET))
     await asyncio.sleep(0.01)
-    second = asyncio.ensure_future(cache.get("get"))
+    second = asyncio.ensure_future(cache.get(GET))
     await asyncio.sleep(0.01)
     first.cancel()
     lease = await second
-    assert lease.url.endswith("n=2") and first.cancelled()
+    assert lease.value.url.endswith("n=2") and first.cancelled()

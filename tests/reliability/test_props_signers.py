@@ -23,12 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.providers.aliyun_oss.signer import (
-    OssAuthError,
     OssCredentials,
     OssV4Signer,
     canonical_query_string,
     encode_query,
-    verify_request,
 )
 from app.providers.azure_blob import AzureSharedKey
 from app.providers.azure_blob.signer import canonicalized_resource
@@ -36,6 +34,7 @@ from tests.providers.test_azure_signer import requests as _azure_requests
 from tests.providers.test_azure_signer import sdk_sign
 from tests.providers.test_oss_signer import AK, SK, _requests, _sdk_context
 from tests.reliability.scale import scaled, scaled_timeout
+from tests.support.fake_oss import OssAuthError, verify_request
 
 pytestmark = pytest.mark.timeout(scaled_timeout(60))
 PROPS = settings(max_examples=scaled(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,13 +1,13 @@
 """A fake Aliyun OSS server for tests: real HTTP on 127.0.0.1, every request's V4 signature verified.
 
-No OSS emulator exists that checks signatures or implements ListParts/Abort (engine-and-protocols.md §3.2), so
+No OSS emulator exists that checks signatures or implements ListParts/Abort, so
 this is our own, built on :class:`tests.support.http_server.TestHttpServer` (connection handling, request log,
 generic :class:`Fault` injection such as resets, truncated bodies and stalls) and checked against the official
 ``alibabacloud_oss_v2`` client in tests/providers/test_fake_oss.py, so a client that passes it passes for a reason.
 
 What it speaks (path-style ``/<bucket>/<key>`` only):
 
-* auth: header form and presigned query form via :func:`app.providers.aliyun_oss.signer.verify_request` against
+* auth: header form and presigned query form via :func:`verify_request` (below) against
   the configured credentials; 403 SignatureDoesNotMatch / InvalidAccessKeyId / RequestTimeTooSkewed (15 min, with
   the server's ``Date``; shift the server clock with ``clock_offset``) / AccessDenied "Request has expired";
 * PutObject, HeadObject, GetObject (Range in both behaviours: by default an invalid or out-of-bounds range is
@@ -18,8 +18,8 @@ What it speaks (path-style ``/<bucket>/<key>`` only):
   match, ``x-oss-complete-all``), AbortMultipartUpload, NoSuchUpload;
 * ``x-oss-hash-crc64ecma`` on object and part responses (computed from the bytes, independently of any combine);
 * errors as OSS XML ``<Error>`` with Code/Message/RequestId/HostId/EC plus ``x-oss-ec``/``x-oss-request-id``
-  headers, and the base64 ``x-oss-err`` header on bodiless HEAD errors. EC values are the documented ones where
-  the reference gives them (expired URL, bad expiry, part order, part too small) and ``0000-00000000`` otherwise.
+  headers, and the base64 ``x-oss-err`` header on bodiless HEAD errors. EC values are the ones OSS documents where
+  it gives them (expired URL, bad expiry, part order, part too small) and ``0000-00000000`` otherwise.
 
 Knobs: ``clock_offset`` (server clock vs real time), ``min_part_size``, ``list_parts_page_limit`` (force small
 ListParts pages), ``verify_signatures``, :meth:`inject_error` / :meth:`drop_connection` / :meth:`lose_response`
@@ -37,26 +37,40 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import itertools
+import re
 import socket
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from app.providers.aliyun_oss.crc64 import crc64
 from app.providers.aliyun_oss.signer import (
+    _DATE_FORMAT,
+    ALGORITHM,
+    MAX_PRESIGN_EXPIRES,
+    TERMINATOR,
+    UNSIGNED_PAYLOAD,
     ClockOffset,
-    OssAuthError,
     OssCredentials,
     OssV4Signer,
+    _canonical_headers,
+    _canonical_request,
+    _hmac_hex,
+    _split_query,
+    _string_to_sign,
+    _utc,
     build_object_url,
-    verify_request,
+    canonical_query_string,
+    canonical_uri,
+    signing_key,
 )
 from tests.support.http_server import (
     RequestRecord,
@@ -74,10 +88,13 @@ __all__ = [
     "DEFAULT_REGION",
     "FakeOssServer",
     "MultipartUpload",
+    "OssAuthError",
     "OssCall",
     "OssFault",
     "OssObject",
     "OssPart",
+    "VerifiedRequest",
+    "verify_request",
 ]
 
 DEFAULT_CREDENTIALS = OssCredentials("fake-oss-access-key-id", "fake-oss-access-key-secret")
@@ -719,3 +736,168 @@ def _oss_range(value: str, total: int, standard: bool) -> tuple[int, int] | Lite
             return None
         end = total - 1
     return start, end
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the V4 verifier: the server's side of app.providers.aliyun_oss.signer, from the same canonical pieces
+# --------------------------------------------------------------------------------------------------------------
+DEFAULT_MAX_SKEW = timedelta(seconds=900)  # OSS rejects requests more than 15 minutes off
+
+
+class OssAuthError(Exception):
+    """Why a request failed authentication, in OSS terms (HTTP status, error Code, Message, EC, extra fields)."""
+
+    def __init__(self, status: int, code: str, message: str, *, ec: str = "",
+                 details: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.ec = status, code, message, ec
+        self.details: dict[str, str] = dict(details or {})
+
+
+@dataclass(frozen=True)
+class VerifiedRequest:
+    """A request whose signature checked out."""
+
+    access_key_id: str
+    form: Literal["header", "query"]
+    signing_time: datetime
+    expires: int | None
+    canonical_request: str = field(repr=False)
+    string_to_sign: str = field(repr=False)
+
+
+_CREDENTIAL_RE = re.compile(r"^(?P<ak>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<product>[^/]+)/" + TERMINATOR + "$")
+
+
+def _parse_time(value: str | None, what: str) -> datetime:
+    try:
+        return datetime.strptime(value or "", _DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise OssAuthError(400, "InvalidArgument", f"{what} is missing or not in ISO8601 basic format "
+                           "(YYYYMMDDTHHMMSSZ).") from None
+
+
+def _parse_authorization(value: str) -> tuple[str, list[str], str]:
+    """(credential, additional header names, signature) from an OSS4-HMAC-SHA256 Authorization header."""
+    rest = value[len(ALGORITHM):].strip()
+    fields: dict[str, str] = {}
+    for item in rest.split(","):
+        name, sep, val = item.strip().partition("=")
+        if not sep:
+            raise OssAuthError(400, "InvalidArgument", "Authorization header is malformed.")
+        fields[name.strip()] = val.strip()
+    if "Credential" not in fields or "Signature" not in fields:
+        raise OssAuthError(400, "InvalidArgument", "Authorization header needs Credential and Signature.")
+    extra = [n for n in fields.get("AdditionalHeaders", "").split(";") if n]
+    return fields["Credential"], extra, fields["Signature"]
+
+
+def _bucket_key_from_path(path: str) -> tuple[str | None, str | None]:
+    path = unquote(path or "/")
+    if path in ("", "/"):
+        return None, None
+    bucket, sep, key = path.lstrip("/").partition("/")
+    return bucket, (key if sep else None)
+
+
+def verify_request(method: str, url: str, headers: Mapping[str, str],
+                   secret_lookup: Callable[[str], str | OssCredentials | None], now: datetime,
+                   max_skew: timedelta = DEFAULT_MAX_SKEW, *, region: str | None = None, product: str = "oss",
+                   bucket_key: tuple[str | None, str | None] | None = None) -> VerifiedRequest:
+    """Recompute and check a V4 signature (header or query form) as OSS would; raise :class:`OssAuthError`.
+
+    ``secret_lookup(access_key_id)`` returns the secret (or :class:`OssCredentials`, whose token must then be
+    presented) or None for an unknown key. ``now`` is the server's clock. The header form is rejected with
+    403 RequestTimeTooSkewed beyond ``max_skew``; a presigned URL with 403 AccessDenied once ``x-oss-date +
+    x-oss-expires`` has passed. The method is part of the signature, so a URL presigned for GET fails for HEAD.
+    ``bucket_key`` defaults to ``(bucket, key)`` parsed from the path-style URL path; pass it for virtual-hosted
+    URLs or when the caller already decoded the path. Both ", " and "," separate the Authorization fields (oss2
+    writes the former, the v2 SDK the latter).
+    """
+    now = _utc(now)
+    parts = urlsplit(url)
+    bucket, key = bucket_key if bucket_key is not None else _bucket_key_from_path(parts.path)
+    hdrs = {k.lower(): str(v).strip(" \t") for k, v in headers.items()}
+    raw_query = {unquote(k): unquote(v) for k, v in _split_query(parts.query)}
+    method = method.upper()
+
+    if "x-oss-signature" in raw_query:
+        form: Literal["header", "query"] = "query"
+        if raw_query.get("x-oss-signature-version") != ALGORITHM:
+            raise OssAuthError(400, "InvalidArgument", "x-oss-signature-version must be OSS4-HMAC-SHA256.")
+        credential = raw_query.get("x-oss-credential", "")
+        additional = [n for n in raw_query.get("x-oss-additional-headers", "").split(";") if n]
+        given_sig = raw_query["x-oss-signature"]
+        timestamp = raw_query.get("x-oss-date")
+        token = raw_query.get("x-oss-security-token")
+        try:
+            expires: int | None = int(raw_query.get("x-oss-expires", ""))
+        except ValueError:
+            expires = None
+        if expires is None or not 1 <= expires <= MAX_PRESIGN_EXPIRES:
+            raise OssAuthError(400, "InvalidArgument", f"x-oss-expires must be 1..{MAX_PRESIGN_EXPIRES}.",
+                               ec="0002-00000232")
+    else:
+        form, expires = "header", None
+        auth = hdrs.get("authorization", "")
+        if not auth:
+            raise OssAuthError(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
+        if not auth.startswith(ALGORITHM):
+            raise OssAuthError(400, "InvalidArgument", "Only OSS4-HMAC-SHA256 signatures are supported here.")
+        credential, additional, given_sig = _parse_authorization(auth)
+        timestamp = hdrs.get("x-oss-date")
+        token = hdrs.get("x-oss-security-token")
+        if "x-oss-content-sha256" not in hdrs:
+            raise OssAuthError(400, "InvalidArgument", "x-oss-content-sha256 is required for V4 signatures.")
+
+    m = _CREDENTIAL_RE.match(credential)
+    if not m:
+        raise OssAuthError(400, "InvalidArgument", "Credential is malformed.")
+    signing_time = _parse_time(timestamp, "x-oss-date")
+    if m["date"] != (timestamp or "")[:8]:
+        raise OssAuthError(403, "SignatureDoesNotMatch", "Credential date does not match x-oss-date.")
+    if m["product"] != product or (region is not None and m["region"] != region):
+        raise OssAuthError(403, "SignatureDoesNotMatch", "Invalid signing region or product in credential.")
+
+    found = secret_lookup(m["ak"])
+    if found is None:
+        raise OssAuthError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist.")
+    secret, want_token = (found.access_key_secret, found.security_token) if isinstance(found, OssCredentials) \
+        else (found, None)
+    if (want_token or None) != (token or None):
+        raise OssAuthError(403, "InvalidAccessKeyId", "The security token is missing or does not match.")
+
+    if form == "header":
+        if abs(now - signing_time) > max_skew:
+            raise OssAuthError(403, "RequestTimeTooSkewed",
+                               "The difference between the request time and the current time is too large.",
+                               details=_skew_details(now, signing_time, max_skew))
+    else:
+        assert expires is not None
+        if signing_time - now > max_skew:
+            raise OssAuthError(403, "RequestTimeTooSkewed", "The request time is too far in the future.",
+                               details=_skew_details(now, signing_time, max_skew))
+        if now > signing_time + timedelta(seconds=expires):
+            raise OssAuthError(403, "AccessDenied", "Request has expired.", ec="0002-00000236",
+                               details={"Expires": (signing_time + timedelta(seconds=expires)).isoformat(),
+                                        "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+    present = {k: v for k, v in hdrs.items() if k != "authorization"}
+    canon_headers = _canonical_headers(present, additional)
+    query = canonical_query_string(parts.query, exclude=("x-oss-signature",) if form == "query" else ())
+    creq = _canonical_request(method, canonical_uri(bucket, key), query, canon_headers, additional,
+                              present.get("x-oss-content-sha256", UNSIGNED_PAYLOAD))
+    scope = f"{m['date']}/{m['region']}/{m['product']}/{TERMINATOR}"
+    sts = _string_to_sign(timestamp or "", scope, creq)
+    expected = _hmac_hex(signing_key(secret, m["date"], m["region"], m["product"]), sts)
+    if not hmac.compare_digest(expected, given_sig.strip().lower()):
+        raise OssAuthError(403, "SignatureDoesNotMatch",
+                           "The request signature we calculated does not match the signature you provided.",
+                           details={"StringToSign": sts, "CanonicalRequest": creq})
+    return VerifiedRequest(m["ak"], form, signing_time, expires, creq, sts)
+
+
+def _skew_details(now: datetime, request_time: datetime, max_skew: timedelta) -> dict[str, str]:
+    iso = "%Y-%m-%dT%H:%M:%S.000Z"
+    return {"RequestTime": request_time.strftime(iso), "ServerTime": now.strftime(iso),
+            "MaxAllowedSkewMilliseconds": str(int(max_skew.total_seconds() * 1000))}

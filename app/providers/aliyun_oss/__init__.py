@@ -1,4 +1,4 @@
-"""Aliyun OSS building blocks: the V4 signer (header and presigned forms, clock-skew correction, a verifier),
+"""Aliyun OSS building blocks: the V4 signer (header and presigned forms, clock-skew correction),
 CRC-64/XZ as reported in ``x-oss-hash-crc64ecma``, and the multipart XML documents.
 
 The transfer plugins (direct and presigned upload/download, in ``plugins``) are built on these; keeping the building
@@ -22,17 +22,14 @@ from app.providers.aliyun_oss.plugins import (
 )
 from app.providers.aliyun_oss.signer import (
     ClockOffset,
-    OssAuthError,
     OssCredentials,
     OssV4Signer,
     SigningResult,
-    VerifiedRequest,
     build_object_url,
     encode_query,
     is_time_skewed,
     redact_headers,
     redact_url,
-    verify_request,
 )
 from app.providers.aliyun_oss.xml import (
     CompleteResult,
@@ -58,14 +55,12 @@ __all__ = [
     "Crc64",
     "InitiateResult",
     "ListPartsPage",
-    "OssAuthError",
     "OssCredentials",
     "OssErrorInfo",
     "OssV4Signer",
     "OssXmlError",
     "PartInfo",
     "SigningResult",
-    "VerifiedRequest",
     "build_complete_body",
     "build_object_url",
     "clock_for_endpoint",
@@ -82,5 +77,4 @@ __all__ = [
     "parse_list_parts",
     "redact_headers",
     "redact_url",
-    "verify_request",
 ]

@@ -1,7 +1,7 @@
 """Aliyun OSS transfer plugins for the engine: direct (V4-signed) and presigned multipart upload and range download.
 
 The engine owns scheduling, retries, files and progress; these classes only shape OSS requests and judge answers.
-Why they work the way they do (reference §2.1-2.4, §4 rows 1, 3, 4, 7, 11-15, 18):
+Why they work the way they do:
 
 * Uploads are multipart with independent parts (``parallel_parts``), numbered 1..10000 on the engine's part grid,
   the part grown so the file fits in 10,000 parts and no non-last part is under 100 KiB. Each part's CRC-64 is
@@ -15,12 +15,10 @@ Why they work the way they do (reference §2.1-2.4, §4 rows 1, 3, 4, 7, 11-15, 
 * Complete is not idempotent: a retried Complete whose first answer was lost gets ``NoSuchUpload`` while the object
   exists. Then the object is HEADed and accepted only if its size and CRC-64 match what was uploaded. A 200 whose
   body is an ``<Error>`` is a failure (retryable, since the retry is verified the same way).
-* Every direct request is signed afresh for each attempt; ``x-oss-range-behavior`` and other ``x-oss-*`` headers are
-  set before signing; a ``RequestTimeTooSkewed`` answer teaches the endpoint's shared :class:`ClockOffset` the
-  server's time from its ``Date`` and the request is re-signed once. Bodies go out as raw bytes so httpx adds no
-  Content-Type (it would be signed).
-* Error messages carry the OSS error Code and Message only: raw error bodies can echo the canonical request
-  (with an STS token), so they are never logged or put into an error.
+* Requests go through :class:`~app.providers.base.ProviderBase`: every direct request is signed afresh for each
+  attempt (``x-oss-range-behavior`` and other ``x-oss-*`` headers are set before signing); a ``RequestTimeTooSkewed``
+  answer teaches the endpoint's shared :class:`ClockOffset` the server's time from its ``Date`` and the request is
+  re-signed once. Bodies go out as raw bytes so httpx adds no Content-Type (it would be signed).
 * Cancel aborts the multipart upload (AbortMultipartUpload) and removes the session; pause keeps both.
 
 Use one plugin instance per target object; it may be reused for pause/resume and across runs of the same task.
@@ -30,9 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from os import PathLike
@@ -41,13 +40,18 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from app.engine import log
-from app.engine.errors import InnerErrorCode, MeowError
-from app.engine.failures import RETRYABLE_STATUSES, parse_retry_after, transport_error
-from app.engine.protocols import UploadChunkCtx, UploadPart, UploadPrepareCtx, UploadResumeInfo
-from app.engine.redact import redact_text, strip_query
-from app.engine.standard_download import content_length
-from app.engine.wire import Body
+from app.engine.plugin_sdk import (
+    InnerErrorCode,
+    MeowError,
+    UploadChunkCtx,
+    UploadPart,
+    UploadPrepareCtx,
+    UploadResumeInfo,
+    content_length,
+    log,
+    redact_text,
+    strip_query,
+)
 from app.providers.aliyun_oss.crc64 import Crc64, crc64, parse_crc64
 from app.providers.aliyun_oss.signer import ClockOffset, OssCredentials, OssV4Signer, build_object_url
 from app.providers.aliyun_oss.xml import (
@@ -58,17 +62,20 @@ from app.providers.aliyun_oss.xml import (
     parse_initiate,
     parse_list_parts,
 )
+from app.providers.base import Attempt, ProviderBase, Request, service_words
+from app.providers.parts import Growth, grown_part_size, part_count
 from app.providers.presigned import (
+    GET,
     PresignedRangeDownload,
-    PresignedUrlCache,
-    UrlLease,
+    UrlKey,
     UrlSource,
     is_expired_rejection,
+    presigned_leases,
 )
-from app.providers.session_store import UploadSessionStore, session_key
+from app.providers.session_store import SessionFile, UploadSessionStore, session_key
 
 if TYPE_CHECKING:
-    from app.engine.protocols import AuthRefreshCtx, DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
+    from app.engine.plugin_sdk import AuthRefreshCtx, Body, DownloadHeadCtx, DownloadRangeGetCtx, TransferTask
 
 __all__ = [
     "MAX_PARTS",
@@ -88,7 +95,6 @@ __all__ = [
 MAX_PARTS = 10000
 MIN_PART_SIZE = 100 * 1024  # OSS refuses a smaller non-last part at Complete (EntityTooSmall)
 MAX_PART_SIZE = 5 << 30
-MAX_RETRY_AFTER = 60.0
 LIST_PARTS_PAGE = 1000
 #: How long the session file of a completed upload is kept. A process killed between the Complete and the moment
 #: its caller recorded the completion (the manager's history) restarts the upload; this record, verified by HEAD
@@ -122,18 +128,12 @@ def clock_for_endpoint(endpoint: str) -> ClockOffset:
         return _clocks.setdefault(ident, ClockOffset())
 
 
-def part_count(total: int, part_size: int) -> int:
-    return max(1, -(-total // part_size))
-
-
 def oss_part_size(total: int, requested: int, *, min_part: int = MIN_PART_SIZE) -> int:
     """The part size to use: at least ``min_part`` (only the last part may be smaller), grown in whole multiples
     of the request (as the official SDK does) until the file fits in 10,000 parts; capped at 5 GiB (a larger
     file can't be uploaded in parts at all, which ``prepare`` then reports)."""
-    size = max(int(requested), min_part)
-    if total > size * MAX_PARTS:
-        size *= -(-total // (size * MAX_PARTS))
-    return min(size, MAX_PART_SIZE)
+    return grown_part_size(total, requested, max_parts=MAX_PARTS, max_size=MAX_PART_SIZE, growth=Growth.MULTIPLES,
+                           min_size=min_part)
 
 
 def file_crc64(path: str | PathLike[str], block: int = 4 << 20) -> int:
@@ -144,42 +144,6 @@ def file_crc64(path: str | PathLike[str], block: int = 4 << 20) -> int:
         while piece := f.read(block):
             crc = crc64(piece, crc)
     return crc
-
-
-def _safe(text: str, limit: int = 300) -> str:
-    """A service message fit for an error: one line, URLs redacted, bounded."""
-    return " ".join(redact_text(text).split())[:limit]
-
-
-def oss_error(resp: httpx.Response, what: str) -> MeowError:
-    """A failed OSS answer as a MeowError: status, OSS Code and Message only (never the raw body, which can echo
-    the canonical request), retryable for 408/429/5xx, with the server's Retry-After."""
-    info = parse_error(resp.status_code, resp.content, resp.headers)
-    detail = f"{info.code}: {_safe(info.message)}" if info.code else "no OSS error document"
-    if info.request_id:
-        detail += f" (request id {info.request_id})"
-    return MeowError(InnerErrorCode.RESPONSE_STATUS_ERROR, f"{what} failed: HTTP {resp.status_code} {detail}",
-                     status=resp.status_code, remote_code=info.code or info.ec or None,
-                     retryable=resp.status_code in RETRYABLE_STATUSES,
-                     retry_after=parse_retry_after(resp.headers.get("retry-after"), MAX_RETRY_AFTER))
-
-
-def _error_code(resp: httpx.Response) -> str:
-    return parse_error(resp.status_code, resp.content, resp.headers).code
-
-
-async def send_exact(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str],
-                     body: bytes | Body | None, what: str, part: UploadPart | None = None) -> httpx.Response:
-    """Send exactly these headers and body bytes (so nothing adds a Content-Type, which would be signed) and read the
-    (small) answer. A part's body streams from the file on the engine's part send path; anything else is a small
-    control request on the httpx client."""
-    if isinstance(body, Body):
-        assert part is not None, "a streamed body is sent by its part"
-        return await part.send(method, url, {**headers, "Content-Length": str(body.length)}, body, what)
-    try:
-        return await client.request(method, url, headers=headers, content=body)
-    except httpx.HTTPError as exc:
-        raise transport_error(exc, what) from None
 
 
 class _SentCrc64:
@@ -200,10 +164,9 @@ def learn_skew(resp: httpx.Response, clock: ClockOffset) -> bool:
 
     HEAD errors have no body, so the code is also read from the base64 ``x-oss-err`` header (parse_error does).
     """
-    if resp.status_code != 403 or _error_code(resp) != "RequestTimeTooSkewed":
-        return False
     date = resp.headers.get("date")
-    if not date:
+    if resp.status_code != 403 or not date or \
+            parse_error(resp.status_code, resp.content, resp.headers).code != "RequestTimeTooSkewed":
         return False
     try:
         offset = clock.learn_from_date_header(date)
@@ -222,43 +185,6 @@ class PartRecord:
     size: int
 
 
-class _SessionFile:
-    """One session file, written off-loop. Writes are serialised and never older than the last one, and none lands
-    after :meth:`remove` (a part finishing while a cancel removes the session must not resurrect it)."""
-
-    def __init__(self, store: UploadSessionStore, key: str) -> None:
-        self.store, self.key = store, key
-        self._lock = threading.Lock()
-        self._dead = False
-        self._version = 0
-        self._written = 0
-
-    def _write(self, version: int, data: dict[str, Any]) -> None:
-        with self._lock:
-            if self._dead or version <= self._written:
-                return
-            try:
-                self.store.save(self.key, data)
-            except OSError as exc:  # a lost session costs a re-upload later, never this transfer
-                log.warn("upload_session", f"cannot save upload session {self.key}: {exc.strerror or exc}")
-            self._written = version
-
-    async def save(self, data: dict[str, Any]) -> None:
-        self._version += 1
-        await asyncio.to_thread(self._write, self._version, data)
-
-    def _remove(self) -> None:
-        with self._lock:
-            self._dead = True
-            try:
-                self.store.remove(self.key)
-            except OSError as exc:
-                log.warn("upload_session", f"cannot remove upload session {self.key}: {exc.strerror or exc}")
-
-    async def remove(self) -> None:
-        await asyncio.to_thread(self._remove)
-
-
 @dataclass
 class _Upload:
     """One multipart upload as this process knows it."""
@@ -272,7 +198,7 @@ class _Upload:
     completing: bool = False
     expected_crc: int | None = None  # the object's CRC-64, recorded when Complete is first sent
     completed: bool = False  # Complete succeeded (the object was verified): the session file is only a record
-    session: _SessionFile | None = None
+    session: SessionFile | None = None
     limiter: asyncio.Semaphore | None = None
 
     @property
@@ -332,15 +258,20 @@ def _parse_session(data: dict[str, Any], kind: str, key: str, total: int) -> _Up
         return None
 
 
-def _query_of(url: str) -> dict[str, str]:
-    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+class _OssService(ProviderBase):
+    """What every OSS plugin's requests share: OSS error documents (the base64 ``x-oss-err`` header stands in for
+    the body of a HEAD)."""
+
+    def error_code(self, answer: httpx.Response) -> str:
+        info = parse_error(answer.status_code, answer.content, answer.headers)
+        return info.code or info.ec
 
 
 # --------------------------------------------------------------------------------------------------------------
 # multipart upload: what direct and presigned share
 # --------------------------------------------------------------------------------------------------------------
-class _OssMultipartUpload:
-    """The multipart state machine; subclasses say how a request is sent and how a session is found again."""
+class _OssMultipartUpload(_OssService):
+    """The multipart state machine; subclasses say how a request is authorised and how a session is found again."""
 
     parallel_parts = True  # parts are independent, numbered by position: any order, several at once
     streams_parts = True
@@ -364,17 +295,26 @@ class _OssMultipartUpload:
     def _identity(self, task: TransferTask) -> dict[str, str]:
         raise NotImplementedError
 
-    async def _call(self, client: httpx.AsyncClient, op: str, upload: _Upload | None, part_number: int | None,
-                    body: bytes | Body | None, content_md5: str | None,
-                    headers: dict[str, str] | None = None, *, part: UploadPart | None = None) -> httpx.Response:
-        raise NotImplementedError
-
     async def _resume(self, client: httpx.AsyncClient, upload: _Upload) -> _Upload | None:
         """Bring a known upload's part list up to date; None if the service no longer has it."""
         raise NotImplementedError
 
     def _initiate_headers(self, task: TransferTask) -> dict[str, str]:
         return {}
+
+    async def _call(self, client: httpx.AsyncClient, op: str, upload: _Upload | None, number: int | None = None, *,
+                    body: bytes | Body | None = None, part: UploadPart | None = None,
+                    headers: dict[str, str] | None = None) -> httpx.Response:
+        """One multipart operation (``op`` as a :class:`~app.providers.presigned.UrlSource` names it)."""
+        upload_id = upload.upload_id if upload is not None and op not in ("initiate", "head") else None
+        query: dict[str, str | int | None] = {"uploadId": upload_id} if upload_id else {}
+        if op == "initiate":
+            query = {"uploads": None}
+        elif op == "upload_part":
+            query = {"partNumber": number, **query}
+        what = f"OSS {_OP_NAMES[op]}" + (f" {number}" if number is not None else "")
+        return await self.send(client, Request(_METHODS[op], what, query=query, headers=dict(headers or {}),
+                                               body=body, part=part, lease=UrlKey(op, number, upload_id)))
 
     # -- engine hooks --------------------------------------------------------------------------------------------
     def part_size(self, total: int, requested: int) -> int:
@@ -424,18 +364,17 @@ class _OssMultipartUpload:
         if ctx.part is None:
             raise MeowError(InnerErrorCode.INVALID_TASK_STATE, "OSS upload_chunk needs the engine's part (ctx.part)",
                             retryable=False)
-        md5 = base64.b64encode(await ctx.part.digest("md5")).decode("ascii") if self.send_content_md5 else None
+        headers = {"Content-MD5": base64.b64encode(await ctx.part.digest("md5")).decode("ascii")} \
+            if self.send_content_md5 else None
         body = ctx.part.body()
         sent = _SentCrc64()
         body.observers.append(sent)
-        if upload.limiter is not None:
-            async with upload.limiter:
-                resp = await self._call(ctx.client, "upload_part", upload, number, body, md5, part=ctx.part)
-        else:
-            resp = await self._call(ctx.client, "upload_part", upload, number, body, md5, part=ctx.part)
+        async with upload.limiter or contextlib.nullcontext():
+            resp = await self._call(ctx.client, "upload_part", upload, number, body=body, part=ctx.part,
+                                    headers=headers)
         crc = sent.crc.value
         if not resp.is_success:
-            err = oss_error(resp, f"OSS UploadPart {number}")
+            err = self.error(resp, f"OSS UploadPart {number}")
             if resp.status_code == 404 and err.remote_code == "NoSuchUpload":
                 await self._forget(upload)
                 raise MeowError(err.code, f"{err.msg}; the multipart upload is gone (aborted or expired elsewhere), "
@@ -468,20 +407,21 @@ class _OssMultipartUpload:
             # against this CRC-64, never redone blindly nor uploaded again.
             upload.completing, upload.expected_crc = True, expected
             await self._persist(upload)
-        md5 = base64.b64encode(hashlib.md5(body).digest()).decode("ascii") if self.send_content_md5 else None
-        resp = await self._call(client, "complete", upload, None, body, md5)
-        if resp.status_code == 404 and _error_code(resp) == "NoSuchUpload":
+        headers = {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode("ascii")} \
+            if self.send_content_md5 else None
+        resp = await self._call(client, "complete", upload, body=body, headers=headers)
+        if resp.status_code == 404 and self.error_code(resp) == "NoSuchUpload":
             return await self._verify_after_lost_complete(client, upload, expected)
         if not resp.is_success:
-            raise oss_error(resp, "OSS CompleteMultipartUpload")
+            raise self.error(resp, "OSS CompleteMultipartUpload")
         try:
             result = parse_complete(resp.content)
         except OssXmlError:
             info = parse_error(200, resp.content, {})
             if info.code:
                 raise MeowError(InnerErrorCode.RESPONSE_STATUS_ERROR, f"OSS CompleteMultipartUpload answered 200 with "
-                                f"an error document: {info.code}: {_safe(info.message)}", status=200,
-                                remote_code=info.code, retryable=info.code in _TRANSIENT_CODES) from None
+                                f"an error document: {info.code}: {redact_text(service_words(resp.content))}",
+                                status=200, remote_code=info.code, retryable=info.code in _TRANSIENT_CODES) from None
             # The object may well exist: the session records the Complete, so the next run verifies it by HEAD.
             raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, "OSS CompleteMultipartUpload answered 200 with an "
                             "unreadable body") from None
@@ -501,9 +441,9 @@ class _OssMultipartUpload:
         upload = self._uploads.get(key) or await self._load(key, task)
         if upload is None:
             return
-        resp = await self._call(client, "abort", upload, None, None, None)
-        if not resp.is_success and not (resp.status_code == 404 and _error_code(resp) == "NoSuchUpload"):
-            raise oss_error(resp, "OSS AbortMultipartUpload")  # the session stays, so a later clean-up can abort
+        resp = await self._call(client, "abort", upload)
+        if not resp.is_success and not (resp.status_code == 404 and self.error_code(resp) == "NoSuchUpload"):
+            raise self.error(resp, "OSS AbortMultipartUpload")  # the session stays, so a later clean-up can abort
         await self._forget(upload)
         log.info("cancel_group", f"aborted OSS multipart upload {upload.upload_id}")
 
@@ -528,7 +468,7 @@ class _OssMultipartUpload:
         if upload is None:
             log.warn("upload_session", f"ignoring upload session {key}: not a usable {self.kind} session")
             return None
-        upload.session = _SessionFile(self.store, key)
+        upload.session = SessionFile(self.store, key)
         return upload
 
     async def _persist(self, upload: _Upload) -> None:
@@ -545,7 +485,7 @@ class _OssMultipartUpload:
             return
         upload.completing = upload.completed = True
         if upload.session is None:
-            upload.session = _SessionFile(self.store, upload.key)
+            upload.session = SessionFile(self.store, upload.key)
         await self._persist(upload)
         await asyncio.to_thread(self.store.prune, COMPLETED_RETENTION, lambda data: data.get("completed") is True)
 
@@ -557,16 +497,16 @@ class _OssMultipartUpload:
             await upload.session.remove()
 
     async def _initiate(self, client: httpx.AsyncClient, task: TransferTask, key: str) -> _Upload:
-        resp = await self._call(client, "initiate", None, None, None, None, self._initiate_headers(task))
+        resp = await self._call(client, "initiate", None, headers=self._initiate_headers(task))
         if not resp.is_success:
-            raise oss_error(resp, "OSS InitiateMultipartUpload")
+            raise self.error(resp, "OSS InitiateMultipartUpload")
         try:
             upload_id = parse_initiate(resp.content).upload_id
         except OssXmlError as exc:
             raise MeowError(InnerErrorCode.RESPONSE_PARSE_ERROR, f"OSS InitiateMultipartUpload: {exc}") from None
         upload = _Upload(key, upload_id, task.chunk_size, task.total_size, self._identity(task))
         if self.store is not None:
-            upload.session = _SessionFile(self.store, key)
+            upload.session = SessionFile(self.store, key)
             await self._persist(upload)
         log.info("upload_prepare", f"started OSS multipart upload {upload_id} ({upload.count} parts of "
                  f"{upload.part_size} bytes)")
@@ -574,10 +514,10 @@ class _OssMultipartUpload:
 
     async def _abort_quietly(self, client: httpx.AsyncClient, upload: _Upload) -> None:
         try:
-            resp = await self._call(client, "abort", upload, None, None, None)
-            if not resp.is_success and not (resp.status_code == 404 and _error_code(resp) == "NoSuchUpload"):
+            resp = await self._call(client, "abort", upload)
+            if not resp.is_success and not (resp.status_code == 404 and self.error_code(resp) == "NoSuchUpload"):
                 log.warn("upload_prepare", f"could not abort the stale OSS upload {upload.upload_id}: "
-                         f"HTTP {resp.status_code} {_error_code(resp)}")
+                         f"HTTP {resp.status_code} {self.error_code(resp)}")
         except MeowError as err:
             log.warn("upload_prepare", f"could not abort the stale OSS upload {upload.upload_id}: {err.msg}")
         await self._forget(upload)
@@ -588,7 +528,7 @@ class _OssMultipartUpload:
         if upload.expected_crc is None:
             return None
         try:
-            resp = await self._call(client, "head", upload, None, None, None)
+            resp = await self._call(client, "head", upload)
         except MeowError as err:
             log.debug("upload_prepare", f"cannot check for a completed object: {err.msg}")
             return None
@@ -608,14 +548,14 @@ class _OssMultipartUpload:
                                           expected: int | None) -> str | None:
         """Complete said NoSuchUpload: an earlier Complete may have succeeded without us hearing. Accept the
         object only if its size and CRC-64 are exactly what this upload's parts make."""
-        resp = await self._call(client, "head", upload, None, None, None)
+        resp = await self._call(client, "head", upload)
         if resp.status_code == 404:
             await self._forget(upload)
             raise MeowError(InnerErrorCode.RESPONSE_STATUS_ERROR, "OSS CompleteMultipartUpload answered NoSuchUpload "
                             "and the object does not exist: the upload was aborted or expired; the next attempt "
                             "uploads again", status=404, remote_code="NoSuchUpload", retryable=False)
         if not resp.is_success:
-            raise oss_error(resp, "OSS HeadObject (verifying a completed upload)")
+            raise self.error(resp, "OSS HeadObject (verifying a completed upload)")
         size = content_length(resp.headers)
         crc = _crc_header(resp)
         if size != upload.total or expected is None or crc != expected:
@@ -643,10 +583,11 @@ def _crc_header(resp: httpx.Response) -> int | None:
 # --------------------------------------------------------------------------------------------------------------
 # direct (V4-signed) upload and download
 # --------------------------------------------------------------------------------------------------------------
-class _DirectTarget:
-    """One object addressed with credentials: builds and signs requests, correcting the clock once on skew."""
+class _Signed(_OssService):
+    """Requests to one object, signed with V4 credentials afresh for every attempt; a refusal for clock skew teaches
+    the endpoint's clock the server's time (from the refusal's ``Date``) and the request is signed again."""
 
-    def __init__(self, credentials: Credentials, region: str, *, bucket: str, key: str, endpoint: str,
+    def _address(self, credentials: Credentials, region: str, *, bucket: str, key: str, endpoint: str,
                  path_style: bool, clock: ClockOffset | None) -> None:
         if not bucket or not key:
             raise ValueError("bucket and key must be non-empty")
@@ -655,27 +596,23 @@ class _DirectTarget:
                                   clock_for_endpoint(endpoint))
         self.object_url = build_object_url(endpoint, bucket, key, path_style=path_style)
 
-    def url(self, query: Iterable[tuple[str, str | int | None]] = ()) -> str:
-        return build_object_url(self.endpoint, self.bucket, self.key, path_style=self.path_style, query=list(query))
-
-    def sign(self, method: str, url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    def sign(self, method: str, query: Mapping[str, str | int | None], headers: dict[str, str]
+             ) -> tuple[str, dict[str, str]]:
+        url = build_object_url(self.endpoint, self.bucket, self.key, path_style=self.path_style, query=query)
         signed = self.signer.sign_request(method, url, headers, bucket=self.bucket, key=self.key)
         return signed.url, signed.headers
 
-    async def send(self, client: httpx.AsyncClient, method: str, query: Iterable[tuple[str, str | int | None]],
-                   headers: dict[str, str], body: bytes | Body | None, what: str,
-                   part: UploadPart | None = None) -> httpx.Response:
-        url = self.url(query)
-        for attempt in range(2):
-            signed_url, signed_headers = self.sign(method, url, headers)  # afresh for every attempt
-            resp = await send_exact(client, method, signed_url, signed_headers, body, what, part)
-            if attempt == 0 and learn_skew(resp, self.signer.clock):
-                continue
-            return resp
-        raise AssertionError("unreachable")
+    async def authorize(self, request: Request) -> Attempt:
+        return Attempt(*self.sign(request.method, request.query, request.headers))
+
+    async def renew(self, request: Request, attempt: Attempt, answer: httpx.Response) -> bool:
+        return learn_skew(answer, self.signer.clock)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bucket={self.bucket!r}, key={self.key!r})"
 
 
-class AliOssDirectUpload(_OssMultipartUpload):
+class AliOssDirectUpload(_Signed, _OssMultipartUpload):
     """Multipart upload to ``bucket``/``key`` signed with OSS V4 credentials (AccessKey or STS).
 
     Give the engine builder ``with_url(plugin.object_url)`` (the task URL is the task's identity and display name)
@@ -692,61 +629,33 @@ class AliOssDirectUpload(_OssMultipartUpload):
                  part_size: int | None = None, max_parallel: int | None = None, content_md5: bool = True,
                  clock: ClockOffset | None = None) -> None:
         super().__init__(session_dir=session_dir, part_size=part_size, max_parallel=max_parallel)
-        self.target = _DirectTarget(credentials, region, bucket=bucket, key=key, endpoint=endpoint,
-                                    path_style=path_style, clock=clock)
+        self._address(credentials, region, bucket=bucket, key=key, endpoint=endpoint, path_style=path_style,
+                      clock=clock)
         self.send_content_md5 = content_md5
 
-    def __repr__(self) -> str:
-        return f"AliOssDirectUpload(bucket={self.target.bucket!r}, key={self.target.key!r})"
-
-    @property
-    def object_url(self) -> str:
-        return self.target.object_url
-
     def _identity(self, task: TransferTask) -> dict[str, str]:
-        return {"endpoint": strip_query(self.target.endpoint), "bucket": self.target.bucket, "key": self.target.key}
+        return {"endpoint": strip_query(self.endpoint), "bucket": self.bucket, "key": self.key}
 
     def _initiate_headers(self, task: TransferTask) -> dict[str, str]:
         """The task's headers (x-oss-meta-*, storage class, Content-Type …) describe the object: they go (signed)
         on Initiate, where OSS takes object properties for a multipart upload."""
         return dict(task.headers)
 
-    async def _call(self, client: httpx.AsyncClient, op: str, upload: _Upload | None, part_number: int | None,
-                    body: bytes | Body | None, content_md5: str | None,
-                    headers: dict[str, str] | None = None, *, part: UploadPart | None = None) -> httpx.Response:
-        query: list[tuple[str, str | int | None]]
-        if op == "initiate":
-            query = [("uploads", None)]
-        elif op == "upload_part":
-            assert upload is not None and part_number is not None
-            query = [("partNumber", part_number), ("uploadId", upload.upload_id)]
-        elif op in ("complete", "abort"):
-            assert upload is not None
-            query = [("uploadId", upload.upload_id)]
-        else:
-            query = []
-        send_headers = dict(headers or {})
-        if content_md5 is not None:
-            send_headers["Content-MD5"] = content_md5
-        what = f"OSS {_OP_NAMES[op]}" + (f" {part_number}" if part_number is not None else "")
-        return await self.target.send(client, _METHODS[op], query, send_headers, body, what, part)
-
     async def _resume(self, client: httpx.AsyncClient, upload: _Upload) -> _Upload | None:
         """ListParts (paged) is the truth about which parts the service holds, whatever we remembered."""
         parts: dict[int, PartRecord] = {}
         marker = 0
         for _ in range(MAX_PARTS + 1):
-            query: list[tuple[str, str | int | None]] = [("uploadId", upload.upload_id),
-                                                         ("max-parts", LIST_PARTS_PAGE)]
+            query: dict[str, str | int | None] = {"uploadId": upload.upload_id, "max-parts": LIST_PARTS_PAGE}
             if marker:
-                query.append(("part-number-marker", marker))
-            resp = await self.target.send(client, "GET", query, {}, None, "OSS ListParts")
-            if resp.status_code == 404 and _error_code(resp) == "NoSuchUpload":
+                query["part-number-marker"] = marker
+            resp = await self.send(client, Request("GET", "OSS ListParts", query=query))
+            if resp.status_code == 404 and self.error_code(resp) == "NoSuchUpload":
                 log.info("upload_prepare", f"OSS upload {upload.upload_id} no longer exists; starting a new one")
                 await self._forget(upload)
                 return None
             if not resp.is_success:
-                raise oss_error(resp, "OSS ListParts")
+                raise self.error(resp, "OSS ListParts")
             try:
                 page = parse_list_parts(resp.content)
             except OssXmlError as exc:
@@ -760,7 +669,7 @@ class AliOssDirectUpload(_OssMultipartUpload):
         return upload
 
 
-class AliOssDirectDownload:
+class AliOssDirectDownload(_Signed):
     """Range download of ``bucket``/``key`` signed with OSS V4 credentials.
 
     The probe is a signed HEAD (size, ETag, ``x-oss-hash-crc64ecma``); each ranged GET is signed afresh with
@@ -768,8 +677,8 @@ class AliOssDirectDownload:
     and ``If-Match: <ETag>`` (a changed object answers 412 and the engine starts over). Give the builder
     ``plugin.object_url`` as the URL.
 
-    After a 401/403 the engine asks :meth:`refresh_after_auth_failure`; it checks with one signed HEAD whether the
-    failure was clock skew, learns the server time and lets the request be re-signed once.
+    After a 401/403 the engine asks :meth:`refresh_after_auth_failure`, which learns the server's time when the
+    refusal was for clock skew and lets the request be re-signed once.
 
     Whole-file CRC-64: the probe's ``x-oss-hash-crc64ecma`` is kept in :attr:`remote_crc64`, and
     :meth:`verify_download` (called by the engine in a worker thread before the file is moved into place) fails
@@ -778,39 +687,30 @@ class AliOssDirectDownload:
 
     def __init__(self, credentials: Credentials, region: str, *, bucket: str, key: str, endpoint: str,
                  path_style: bool = True, clock: ClockOffset | None = None) -> None:
-        self.target = _DirectTarget(credentials, region, bucket=bucket, key=key, endpoint=endpoint,
-                                    path_style=path_style, clock=clock)
+        self._address(credentials, region, bucket=bucket, key=key, endpoint=endpoint, path_style=path_style,
+                      clock=clock)
         self.remote_crc64: int | None = None
-        self.remote_etag: str | None = None
-
-    def __repr__(self) -> str:
-        return f"AliOssDirectDownload(bucket={self.target.bucket!r}, key={self.target.key!r})"
-
-    @property
-    def object_url(self) -> str:
-        return self.target.object_url
 
     def head_url(self, task: TransferTask) -> str:
-        return self.target.object_url
+        return self.object_url
 
     def merge_head_headers(self, ctx: DownloadHeadCtx) -> None:
-        method = ctx.method.upper()
-        headers = dict(ctx.headers)
-        if method == "GET":
-            headers["Range"] = "bytes=0-0"
-            headers["x-oss-range-behavior"] = "standard"
-        ctx.url, signed = self.target.sign(method, self.target.object_url, headers)
-        ctx.headers.clear()
-        ctx.headers.update(signed)
+        ctx.method = ctx.method.upper()
+        if ctx.method == "GET":
+            ctx.headers.update({"Range": "bytes=0-0", "x-oss-range-behavior": "standard"})
+        self._sign_into(ctx, ctx.method)
 
     def merge_range_get_headers(self, ctx: DownloadRangeGetCtx) -> None:
-        headers = dict(ctx.headers)
-        headers["Range"] = ctx.range_value
-        headers["x-oss-range-behavior"] = "standard"  # x-oss-* is signed: set before signing
-        headers["Accept"] = ctx.task.breakpoint_download_http.range_accept
+        ctx.headers["Range"] = ctx.range_value
+        ctx.headers["x-oss-range-behavior"] = "standard"  # x-oss-* is signed: set before signing
+        ctx.headers["Accept"] = ctx.task.breakpoint_download_http.range_accept
         if ctx.validator and not ctx.validator.startswith("W/"):
-            headers["If-Match"] = ctx.validator
-        ctx.url, signed = self.target.sign("GET", self.target.object_url, headers)
+            ctx.headers["If-Match"] = ctx.validator
+        self._sign_into(ctx, "GET")
+
+    def _sign_into(self, ctx: DownloadHeadCtx | DownloadRangeGetCtx, method: str) -> None:
+        """Signed last, once every header is set: a signed kind of header added later would break it."""
+        ctx.url, signed = self.sign(method, {}, ctx.headers)
         ctx.headers.clear()
         ctx.headers.update(signed)
 
@@ -828,22 +728,24 @@ class AliOssDirectDownload:
             self.remote_crc64 = parse_crc64(headers.get("x-oss-hash-crc64ecma"))
         except ValueError:
             self.remote_crc64 = None
-        self.remote_etag = headers.get("etag")
         return content_length(headers)
 
     async def refresh_after_auth_failure(self, ctx: AuthRefreshCtx) -> bool:
-        """True when a fresh signature can help: the clock was skewed (now learned) or it already works again.
+        """True when a fresh signature can help: the clock was skewed (now learnt) or it already works again.
 
-        The hook gets neither the failed response nor the engine's client, so one signed HEAD is sent on a
-        short-lived client of its own to tell skew from a real refusal.
+        A refused HEAD (the probe) carries its error code in the base64 ``x-oss-err`` header, so the refusal's own
+        headers tell skew (and its ``Date`` the server's time); a refused GET's code is in its body, which the engine
+        does not keep, so one signed HEAD on the engine's client tells instead.
         """
+        refusal = httpx.Response(ctx.status, headers=ctx.headers)
+        if parse_error(ctx.status, None, refusal.headers).code:
+            return learn_skew(refusal, self.signer.clock)
         try:
-            async with httpx.AsyncClient(timeout=10.0) as client:
-                resp = await self.target.send(client, "HEAD", [], {}, None, "OSS HeadObject (auth check)")
+            resp = await self.send(ctx.client, Request("HEAD", "OSS HeadObject (auth check)"))
         except MeowError as err:
             log.debug("oss_clock", f"auth check failed: {err.msg}")
             return False
-        return resp.is_success or learn_skew(resp, self.target.signer.clock)
+        return resp.is_success
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -871,7 +773,7 @@ class AliOssPresignedUpload(_OssMultipartUpload):
                  part_size: int | None = None, max_parallel: int | None = None,
                  refresh_margin: timedelta = timedelta(seconds=30)) -> None:
         super().__init__(session_dir=session_dir, part_size=part_size, max_parallel=max_parallel)
-        self.urls = PresignedUrlCache(source, refresh_margin=refresh_margin)
+        self.urls = presigned_leases(source, refresh_margin=refresh_margin)
 
     def __repr__(self) -> str:
         return "AliOssPresignedUpload(source=...)"
@@ -883,36 +785,31 @@ class AliOssPresignedUpload(_OssMultipartUpload):
         return upload  # nothing to ask: UploadPart on a vanished upload says NoSuchUpload and we start over
 
     def _part_done(self, upload: _Upload, number: int) -> None:
-        self.urls.discard("upload_part", number, upload.upload_id)
+        self.urls.discard(UrlKey("upload_part", number, upload.upload_id))
 
-    async def _lease(self, op: str, part_number: int | None, upload_id: str | None,
-                     stale: UrlLease | None = None) -> UrlLease:
-        if stale is None:
-            lease = await self.urls.get(op, part_number, upload_id)
-        else:
-            lease = await self.urls.renew(op, part_number, upload_id, stale_generation=stale.generation)
-        query = _query_of(lease.url)
-        if upload_id is not None and "uploadId" in query and query["uploadId"] != upload_id:
-            raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"the URL source gave a {op!r} URL for another upload "
-                            f"({query['uploadId']!r}, expected {upload_id!r})", retryable=False)
-        if part_number is not None and "partNumber" in query and query["partNumber"] != str(part_number):
+    async def authorize(self, request: Request) -> Attempt:
+        """The source's URL for this operation, sent with exactly the headers it says (no Content-MD5: signed)."""
+        key = request.lease
+        assert isinstance(key, UrlKey)
+        lease = await self.urls.get(key)
+        query = dict(parse_qsl(urlsplit(lease.value.url).query, keep_blank_values=True))
+        if key.upload_id is not None and query.get("uploadId", key.upload_id) != key.upload_id:
+            raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"the URL source gave a {key.op!r} URL for another upload "
+                            f"({query['uploadId']!r}, expected {key.upload_id!r})", retryable=False)
+        if key.part_number is not None and query.get("partNumber", str(key.part_number)) != str(key.part_number):
             raise MeowError(InnerErrorCode.PARAMETER_EMPTY, f"the URL source gave the URL of part "
-                            f"{query['partNumber']} when asked for part {part_number}", retryable=False)
-        return lease
+                            f"{query['partNumber']} when asked for part {key.part_number}", retryable=False)
+        return Attempt(lease.value.url, lease.value.headers, lease.generation)
 
-    async def _call(self, client: httpx.AsyncClient, op: str, upload: _Upload | None, part_number: int | None,
-                    body: bytes | Body | None, content_md5: str | None,
-                    headers: dict[str, str] | None = None, *, part: UploadPart | None = None) -> httpx.Response:
-        upload_id = upload.upload_id if upload is not None and op not in ("initiate", "head") else None
-        what = f"OSS {_OP_NAMES[op]}" + (f" {part_number}" if part_number is not None else "") + " (presigned)"
-        lease = await self._lease(op, part_number, upload_id)
-        resp = await send_exact(client, _METHODS[op], lease.url, lease.headers, body, what, part)
-        info = parse_error(resp.status_code, resp.content, resp.headers) if resp.status_code in (400, 403) else None
-        if info is not None and is_expired_rejection(resp.status_code, info.code, info.message):
-            log.info("presigned", f"{what}: URL rejected ({resp.status_code} {info.code}); asking for a new one")
-            lease = await self._lease(op, part_number, upload_id, stale=lease)
-            resp = await send_exact(client, _METHODS[op], lease.url, lease.headers, body, what, part)
-        return resp
+    async def renew(self, request: Request, attempt: Attempt, answer: httpx.Response) -> bool:
+        """A URL refused as expired is asked for once more (once for all the parts refused with it)."""
+        info = parse_error(answer.status_code, answer.content, answer.headers)
+        if not is_expired_rejection(answer.status_code, info.code, info.message):
+            return False
+        log.info("presigned", f"{request.what}: URL rejected ({answer.status_code} {info.code}); asking for a new one")
+        assert isinstance(request.lease, UrlKey)
+        await self.urls.renew(request.lease, attempt.generation)
+        return True
 
 
 class AliOssPresignedDownload(PresignedRangeDownload):
@@ -929,5 +826,5 @@ class AliOssPresignedDownload(PresignedRangeDownload):
 
     def standard_range_signed(self) -> bool:
         """Whether the current URL carries the standard range behaviour (i.e. the issuer signed it)."""
-        lease = self.urls.peek("get")
-        return lease is not None and any(k.lower() == "x-oss-range-behavior" for k in lease.request.headers)
+        lease = self.urls.peek(GET)
+        return lease is not None and any(k.lower() == "x-oss-range-behavior" for k in lease.value.headers)

@@ -1,7 +1,8 @@
-"""Aliyun OSS Signature V4 (``OSS4-HMAC-SHA256``), header form and presigned (query) form, plus a verifier.
+"""Aliyun OSS Signature V4 (``OSS4-HMAC-SHA256``), header form and presigned (query) form.
 
-Written from the documented algorithm (engine-and-protocols.md §2.1-2.2) and pinned by the official SDK's
-known-answer vectors and a per-request cross-check against ``alibabacloud_oss_v2.signer.v4.SignerV4`` in the tests.
+Written from the service's documented algorithm and pinned by the official SDK's known-answer vectors and a
+per-request cross-check against ``alibabacloud_oss_v2.signer.v4.SignerV4`` in the tests (whose fake OSS server
+verifies every signature with the same canonical pieces).
 
 Why the details look the way they do:
 
@@ -15,7 +16,7 @@ Why the details look the way they do:
 * Header values are stripped of surrounding blanks before signing, because HTTP parsers drop them on the wire and
   the server can only sign what it received.
 * Time comes from a :class:`ClockOffset` so a client whose clock is off can learn the server's time from a
-  ``Date`` header after a 403 ``RequestTimeTooSkewed`` and re-sign (pitfall 11). Each attempt must be signed
+  ``Date`` header after a 403 ``RequestTimeTooSkewed`` and re-sign. Each attempt must be signed
   afresh; never resend a signed request after a delay.
 * Nothing in this module logs. :class:`OssCredentials` hides the secret and token in ``repr``;
   :meth:`SigningResult.debug_text`, :func:`redact_url` and :func:`redact_headers` are the safe ways to print.
@@ -39,11 +40,9 @@ __all__ = [
     "MAX_PRESIGN_EXPIRES",
     "UNSIGNED_PAYLOAD",
     "ClockOffset",
-    "OssAuthError",
     "OssCredentials",
     "OssV4Signer",
     "SigningResult",
-    "VerifiedRequest",
     "build_object_url",
     "canonical_query_string",
     "canonical_uri",
@@ -52,14 +51,12 @@ __all__ = [
     "redact_headers",
     "redact_url",
     "signing_key",
-    "verify_request",
 ]
 
 ALGORITHM = "OSS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 TERMINATOR = "aliyun_v4_request"
 MAX_PRESIGN_EXPIRES = 604800  # 7 days, the service maximum for x-oss-expires
-DEFAULT_MAX_SKEW = timedelta(seconds=900)  # OSS rejects requests more than 15 minutes off
 _DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _UNRESERVED = "-_.~"  # with ASCII letters and digits: what Python's quote() never escapes
 _HIDDEN = "<hidden>"
@@ -272,7 +269,7 @@ class SigningResult:
 
     ``headers`` are the headers to send: for the header form the caller's headers plus x-oss-date,
     x-oss-content-sha256, the token and Authorization; for the query form exactly the signed headers the request
-    must carry (pitfall 18: no more, no less among the signed kinds). ``url`` is the URL to send (query in
+    must carry (no more, no less among the signed kinds, or the signature breaks). ``url`` is the URL to send (query in
     canonical encoding; for the query form it carries the signature). ``repr`` shows no signature, token or
     canonical text; :meth:`debug_text` prints the canonical request with the token redacted.
     """
@@ -490,165 +487,3 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
             value = _HIDDEN
         out[name] = value
     return out
-
-
-# --------------------------------------------------------------------------------------------------------------
-# verifier (used by the fake OSS server in tests; also handy to check a client offline)
-# --------------------------------------------------------------------------------------------------------------
-class OssAuthError(Exception):
-    """Why a request failed authentication, in OSS terms (HTTP status, error Code, Message, EC, extra fields)."""
-
-    def __init__(self, status: int, code: str, message: str, *, ec: str = "",
-                 details: Mapping[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message, self.ec = status, code, message, ec
-        self.details: dict[str, str] = dict(details or {})
-
-
-@dataclass(frozen=True)
-class VerifiedRequest:
-    """A request whose signature checked out."""
-
-    access_key_id: str
-    form: Literal["header", "query"]
-    signing_time: datetime
-    expires: int | None
-    canonical_request: str = field(repr=False)
-    string_to_sign: str = field(repr=False)
-
-
-_CREDENTIAL_RE = re.compile(r"^(?P<ak>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<product>[^/]+)/" + TERMINATOR + "$")
-
-
-def _parse_time(value: str | None, what: str) -> datetime:
-    try:
-        return datetime.strptime(value or "", _DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        raise OssAuthError(400, "InvalidArgument", f"{what} is missing or not in ISO8601 basic format "
-                           "(YYYYMMDDTHHMMSSZ).") from None
-
-
-def _parse_authorization(value: str) -> tuple[str, list[str], str]:
-    """(credential, additional header names, signature) from an OSS4-HMAC-SHA256 Authorization header."""
-    rest = value[len(ALGORITHM):].strip()
-    fields: dict[str, str] = {}
-    for item in rest.split(","):
-        name, sep, val = item.strip().partition("=")
-        if not sep:
-            raise OssAuthError(400, "InvalidArgument", "Authorization header is malformed.")
-        fields[name.strip()] = val.strip()
-    if "Credential" not in fields or "Signature" not in fields:
-        raise OssAuthError(400, "InvalidArgument", "Authorization header needs Credential and Signature.")
-    extra = [n for n in fields.get("AdditionalHeaders", "").split(";") if n]
-    return fields["Credential"], extra, fields["Signature"]
-
-
-def _bucket_key_from_path(path: str) -> tuple[str | None, str | None]:
-    path = unquote(path or "/")
-    if path in ("", "/"):
-        return None, None
-    bucket, sep, key = path.lstrip("/").partition("/")
-    return bucket, (key if sep else None)
-
-
-def verify_request(method: str, url: str, headers: Mapping[str, str],
-                   secret_lookup: Callable[[str], str | OssCredentials | None], now: datetime,
-                   max_skew: timedelta = DEFAULT_MAX_SKEW, *, region: str | None = None, product: str = "oss",
-                   bucket_key: tuple[str | None, str | None] | None = None) -> VerifiedRequest:
-    """Recompute and check a V4 signature (header or query form) as OSS would; raise :class:`OssAuthError`.
-
-    ``secret_lookup(access_key_id)`` returns the secret (or :class:`OssCredentials`, whose token must then be
-    presented) or None for an unknown key. ``now`` is the server's clock. The header form is rejected with
-    403 RequestTimeTooSkewed beyond ``max_skew``; a presigned URL with 403 AccessDenied once ``x-oss-date +
-    x-oss-expires`` has passed. The method is part of the signature, so a URL presigned for GET fails for HEAD.
-    ``bucket_key`` defaults to ``(bucket, key)`` parsed from the path-style URL path; pass it for virtual-hosted
-    URLs or when the caller already decoded the path. Both ", " and "," separate the Authorization fields (oss2
-    writes the former, the v2 SDK the latter).
-    """
-    now = _utc(now)
-    parts = urlsplit(url)
-    bucket, key = bucket_key if bucket_key is not None else _bucket_key_from_path(parts.path)
-    hdrs = {k.lower(): str(v).strip(" \t") for k, v in headers.items()}
-    raw_query = {unquote(k): unquote(v) for k, v in _split_query(parts.query)}
-    method = method.upper()
-
-    if "x-oss-signature" in raw_query:
-        form: Literal["header", "query"] = "query"
-        if raw_query.get("x-oss-signature-version") != ALGORITHM:
-            raise OssAuthError(400, "InvalidArgument", "x-oss-signature-version must be OSS4-HMAC-SHA256.")
-        credential = raw_query.get("x-oss-credential", "")
-        additional = [n for n in raw_query.get("x-oss-additional-headers", "").split(";") if n]
-        given_sig = raw_query["x-oss-signature"]
-        timestamp = raw_query.get("x-oss-date")
-        token = raw_query.get("x-oss-security-token")
-        try:
-            expires: int | None = int(raw_query.get("x-oss-expires", ""))
-        except ValueError:
-            expires = None
-        if expires is None or not 1 <= expires <= MAX_PRESIGN_EXPIRES:
-            raise OssAuthError(400, "InvalidArgument", f"x-oss-expires must be 1..{MAX_PRESIGN_EXPIRES}.",
-                               ec="0002-00000232")
-    else:
-        form, expires = "header", None
-        auth = hdrs.get("authorization", "")
-        if not auth:
-            raise OssAuthError(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
-        if not auth.startswith(ALGORITHM):
-            raise OssAuthError(400, "InvalidArgument", "Only OSS4-HMAC-SHA256 signatures are supported here.")
-        credential, additional, given_sig = _parse_authorization(auth)
-        timestamp = hdrs.get("x-oss-date")
-        token = hdrs.get("x-oss-security-token")
-        if "x-oss-content-sha256" not in hdrs:
-            raise OssAuthError(400, "InvalidArgument", "x-oss-content-sha256 is required for V4 signatures.")
-
-    m = _CREDENTIAL_RE.match(credential)
-    if not m:
-        raise OssAuthError(400, "InvalidArgument", "Credential is malformed.")
-    signing_time = _parse_time(timestamp, "x-oss-date")
-    if m["date"] != (timestamp or "")[:8]:
-        raise OssAuthError(403, "SignatureDoesNotMatch", "Credential date does not match x-oss-date.")
-    if m["product"] != product or (region is not None and m["region"] != region):
-        raise OssAuthError(403, "SignatureDoesNotMatch", "Invalid signing region or product in credential.")
-
-    found = secret_lookup(m["ak"])
-    if found is None:
-        raise OssAuthError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist.")
-    secret, want_token = (found.access_key_secret, found.security_token) if isinstance(found, OssCredentials) \
-        else (found, None)
-    if (want_token or None) != (token or None):
-        raise OssAuthError(403, "InvalidAccessKeyId", "The security token is missing or does not match.")
-
-    if form == "header":
-        if abs(now - signing_time) > max_skew:
-            raise OssAuthError(403, "RequestTimeTooSkewed",
-                               "The difference between the request time and the current time is too large.",
-                               details=_skew_details(now, signing_time, max_skew))
-    else:
-        assert expires is not None
-        if signing_time - now > max_skew:
-            raise OssAuthError(403, "RequestTimeTooSkewed", "The request time is too far in the future.",
-                               details=_skew_details(now, signing_time, max_skew))
-        if now > signing_time + timedelta(seconds=expires):
-            raise OssAuthError(403, "AccessDenied", "Request has expired.", ec="0002-00000236",
-                               details={"Expires": (signing_time + timedelta(seconds=expires)).isoformat(),
-                                        "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")})
-
-    present = {k: v for k, v in hdrs.items() if k != "authorization"}
-    canon_headers = _canonical_headers(present, additional)
-    query = canonical_query_string(parts.query, exclude=("x-oss-signature",) if form == "query" else ())
-    creq = _canonical_request(method, canonical_uri(bucket, key), query, canon_headers, additional,
-                              present.get("x-oss-content-sha256", UNSIGNED_PAYLOAD))
-    scope = f"{m['date']}/{m['region']}/{m['product']}/{TERMINATOR}"
-    sts = _string_to_sign(timestamp or "", scope, creq)
-    expected = _hmac_hex(signing_key(secret, m["date"], m["region"], m["product"]), sts)
-    if not hmac.compare_digest(expected, given_sig.strip().lower()):
-        raise OssAuthError(403, "SignatureDoesNotMatch",
-                           "The request signature we calculated does not match the signature you provided.",
-                           details={"StringToSign": sts, "CanonicalRequest": creq})
-    return VerifiedRequest(m["ak"], form, signing_time, expires, creq, sts)
-
-
-def _skew_details(now: datetime, request_time: datetime, max_skew: timedelta) -> dict[str, str]:
-    iso = "%Y-%m-%dT%H:%M:%S.000Z"
-    return {"RequestTime": request_time.strftime(iso), "ServerTime": now.strftime(iso),
-            "MaxAllowedSkewMilliseconds": str(int(max_skew.total_seconds() * 1000))}

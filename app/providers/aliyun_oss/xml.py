@@ -1,9 +1,10 @@
 """The few OSS XML documents a resumable transfer needs: errors, Initiate/Complete results, ListParts pages, and the
 CompleteMultipartUpload request body.
 
-Why a module of its own: the provider must treat a 200 whose body is an ``<Error>`` as a failure (pitfall 14, as on
-S3), decode keys when ``encoding-type=url`` was requested, and refuse to build a Complete body whose parts are not
-strictly ascending (OSS answers InvalidPartOrder, and a resumed upload must not discover that only at the end).
+Why a module of its own: the provider must treat a 200 whose body is an ``<Error>`` as a failure (OSS, like S3, may
+answer a long CompleteMultipartUpload with 200 at once and report its failure in the body), decode keys when
+``encoding-type=url`` was requested, and refuse to build a Complete body whose parts are not strictly ascending (OSS
+answers InvalidPartOrder, and a resumed upload must not discover that only at the end).
 Parsing uses the stdlib ElementTree; the expat shipped with supported Pythons refuses entity-expansion bombs.
 """
 

@@ -25,10 +25,9 @@ from .plugins import (
     AzureBlobDirectUpload,
     AzureBlobSasDownload,
     AzureBlobSasUpload,
-    SasUrlSource,
     upload_block_prefix,
 )
-from .sas import SasUrl, append_query, is_sas_url
+from .sas import SasUrl, SasUrlSource, append_query, is_sas_url
 from .signer import (
     EMULATOR_ACCOUNT_KEY,
     EMULATOR_ACCOUNT_NAME,

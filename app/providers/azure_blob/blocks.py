@@ -1,4 +1,4 @@
-"""Block blob building blocks: deterministic block ids and the Block List XML (reference §2.7).
+"""Block blob building blocks: deterministic block ids and the Block List XML.
 
 Why deterministic ids: resume after a restart works by listing the blob's *uncommitted* blocks
 and skipping those already staged, so the id of part N must be computable again from the task

@@ -1,34 +1,50 @@
-"""Azure SAS URLs: recognise, extend and redact them without ever disturbing the signed query.
+"""Azure SAS URLs: recognise, extend and redact them without ever disturbing the signed query, and ask a plugin's
+SAS source for them.
 
-Why this exists (reference §2.6, machine-recipes §6): a SAS URL is a bearer credential whose
-query (``sv``, ``sr``, ``sp``, ``se``, ``sig`` …) must reach the service byte-for-byte. httpx's
-``params=`` *replaces* a URL's query, which silently drops the SAS and yields 403
-AuthorizationFailure. So extra parameters (``comp=block&blockid=…``) are appended to the
-original query text here, and the result is passed to httpx as the URL, never via ``params=``.
+Why this exists: a SAS URL is a bearer credential whose query (``sv``, ``sr``, ``sp``, ``se``, ``sig`` …) must
+reach the service byte-for-byte. httpx's ``params=`` *replaces* a URL's query, which silently drops the SAS and
+yields 403 AuthorizationFailure. So extra parameters (``comp=block&blockid=…``) are appended to the original query
+text here, and the result is passed to httpx as the URL, never via ``params=``.
 
-A SAS URL is also a secret: ``repr``/``str`` of a ``SasUrl`` are redacted, and ``redacted()``
-is what goes into logs, errors, records and checkpoints (via ``app.engine.redact``).
+A SAS URL is also a secret: ``repr``/``str`` of a ``SasUrl`` are redacted, and ``redacted()`` is what goes into
+logs, errors, records and checkpoints.
+
+A SAS expires, so a plugin may be given a *source* instead of a URL: a callable asked at first use (never at
+construction) and again once when the service refuses the URL (403), which is how an expired SAS shows itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-from app.engine.redact import redact_url
+from app.engine.plugin_sdk import InnerErrorCode, MeowError, redact_text, redact_url
+from app.providers.leases import Leases
 
 from .blocks import block_id, parse_block_id
 
+if TYPE_CHECKING:
+    from app.engine.plugin_sdk import TransferTask
+
 __all__ = [
+    "SasKey",
+    "SasSource",
     "SasUrl",
+    "SasUrlSource",
     "append_query",
     "block_id",
     "is_sas_url",
     "parse_block_id",
 ]
+
+#: A SAS URL, or a function (sync or async) returning a fresh one; asked lazily and again after a 403.
+SasUrlSource = str | Callable[[], str | Awaitable[str]]
 
 #: ``sr`` values we handle: a blob SAS and a container SAS.
 SAS_RESOURCES = {"b": "blob", "c": "container"}
@@ -199,19 +215,7 @@ class SasUrl:
             raise ValueError(f"this container SAS already names blob {self.blob!r}")
         if not name or name.startswith("/"):
             raise ValueError(f"invalid blob name {name!r}")
-        base = self.base.rstrip("/") + "/" + quote(name, safe="/~")
-        return SasUrl(
-            base=base,
-            query=self.query,
-            resource=self.resource,
-            version=self.version,
-            permissions=self.permissions,
-            start=self.start,
-            expiry=self.expiry,
-            account=self.account,
-            container=self.container,
-            blob=name,
-        )
+        return dataclasses.replace(self, base=self.base.rstrip("/") + "/" + quote(name, safe="/~"), blob=name)
 
     def redacted(self) -> str:
         """The URL with ``sig`` (and any other secret parameter) replaced by REDACTED."""
@@ -230,7 +234,87 @@ class SasUrl:
             raise ValueError("now must be timezone-aware")
         return self.expiry - now <= delta
 
+    def refused_hint(self) -> str:
+        """Why the service may have refused this SAS, in words a person can act on."""
+        if self.expiry is not None and self.expiry <= datetime.now(UTC):
+            return f"the SAS URL expired at {self.expiry.isoformat()}"
+        return f"the SAS URL was refused: expired, wrong signature or missing permission (sp={self.permissions})"
+
     def __repr__(self) -> str:
         return f"SasUrl({self.redacted()!r})"
 
     __str__ = __repr__
+
+
+class SasKey(NamedTuple):
+    """Which SAS URL a request of a task needs: the task's URL (the SAS itself when a plugin has no source) and the
+    task's file name (the blob a container SAS is pointed at, unless the plugin names one)."""
+
+    task_url: str
+    file_name: str
+
+    @classmethod
+    def of(cls, task: TransferTask) -> SasKey:
+        return cls(task.url, task.file_name)
+
+
+class SasSource:
+    """Where a SAS plugin gets its URL: fixed, the task's own URL (``source=None``), or a callable's, leased (asked
+    at first use, renewed once for all the requests refused with one URL)."""
+
+    def __init__(self, source: SasUrlSource | None, blob_name: str | None) -> None:
+        if isinstance(source, str):
+            SasUrl.parse(source)  # fail fast on a string that is no SAS (the message is redacted)
+        elif source is not None and not callable(source):
+            raise TypeError("sas_url must be a SAS URL string or a callable returning one")
+        if blob_name is not None and (not blob_name or blob_name.startswith("/")):
+            raise ValueError(f"invalid blob name {blob_name!r}")
+        self._source = source
+        self._blob_name = blob_name
+        self._leases = Leases(self._ask, what="SAS URL") if callable(source) else None
+
+    def describe(self) -> str:
+        if self._source is None:
+            return "task URL"
+        if isinstance(self._source, str):
+            return redact_url(self._source)
+        return "callable"
+
+    async def current(self, key: SasKey) -> tuple[SasUrl, int | None]:
+        """The URL to use now and its lease's generation (None: a fixed URL, which is never renewed)."""
+        if self._leases is None:
+            return self._resolve(key.task_url if self._source is None else str(self._source), key), None
+        lease = await self._leases.get(key)
+        return lease.value, lease.generation
+
+    async def renew(self, key: SasKey, generation: int | None) -> bool:
+        """After a refusal of the URL of ``generation``: True when a fresh one (maybe a parallel request's) is
+        there to try."""
+        if self._leases is None:
+            return False
+        await self._leases.renew(key, generation)
+        return True
+
+    async def _ask(self, key: SasKey) -> SasUrl:
+        assert callable(self._source)
+        try:
+            value = self._source()
+            if inspect.isawaitable(value):
+                value = await value
+        except MeowError:
+            raise
+        except Exception as exc:  # the caller's backend failed: worth another attempt, like a network error
+            raise MeowError(InnerErrorCode.HTTP_ERROR, f"the SAS URL source failed: {type(exc).__name__}: "
+                            f"{redact_text(str(exc))}") from None
+        if not isinstance(value, str):
+            raise MeowError(InnerErrorCode.PARAMETER_EMPTY,
+                            f"the SAS URL source returned {type(value).__name__}, not a URL string", retryable=False)
+        return self._resolve(value, key)
+
+    def _resolve(self, url: str, key: SasKey) -> SasUrl:
+        """The SAS URL of the blob: a container SAS is pointed at the plugin's blob name, else the task's file."""
+        try:
+            sas = SasUrl.parse(url)
+            return sas.blob_url(self._blob_name or key.file_name) if sas.blob is None else sas
+        except ValueError as exc:  # SasUrl's messages are already redacted
+            raise MeowError(InnerErrorCode.PARAMETER_EMPTY, str(exc), retryable=False) from None

@@ -1,4 +1,4 @@
-"""Azure Blob Shared Key signing, written from the documented algorithm (reference §2.5).
+"""Azure Blob Shared Key signing, written from the service's documented algorithm.
 
 Why our own signer rather than the SDK's: the engine speaks plain httpx, signs every attempt
 afresh (a retried request gets a new ``x-ms-date``), and must sign exactly the bytes httpx puts
@@ -12,8 +12,8 @@ The string-to-sign (service versions 2015-02-21 and later) is::
 
 * Content-Length is an empty line when it is 0 (or absent).
 * Date is an empty line: we always send ``x-ms-date``, which wins over ``Date``.
-* Range is the standard ``Range`` header. Callers should send ``x-ms-range`` instead (pitfall 19:
-  the official SDK never fills this slot, so ``x-ms-range`` is what keeps us comparable with it);
+* Range is the standard ``Range`` header. Callers should send ``x-ms-range`` instead (the official
+  SDK never fills this slot, so ``x-ms-range`` is what keeps us comparable with it);
   if a caller does send ``Range`` it is signed correctly in slot 12 all the same.
 * CanonicalizedHeaders: every ``x-ms-*`` header, lower-cased, sorted by name (ordinal order),
   value unfolded (runs of whitespace outside double quotes become one space) and trimmed,
@@ -154,7 +154,7 @@ def string_to_sign(method: str, url: str | httpx.URL, headers: Mapping[str, str]
 def range_header(start: int, end: int | None = None) -> dict[str, str]:
     """``{"x-ms-range": "bytes=start-end"}`` (inclusive end; open-ended when ``end`` is None).
 
-    Pitfall 19: with Shared Key the engine uses ``x-ms-range``, never ``Range``. Also refuses
+    With Shared Key the engine uses ``x-ms-range``, never ``Range``, as the official SDK does. Also refuses
     ``end < start``, which Azurite would answer with a bogus ``bytes 10-9/10``.
     """
     if start < 0 or (end is not None and end < start):
@@ -169,7 +169,7 @@ class AzureSharedKey:
     Frozen so one credential can be shared by concurrent parts; the key is validated up front
     (a typo surfaces here, not as a 403 later) and never appears in ``repr``.
     ``clock`` is injectable for known-answer tests and for a clock offset learned from the
-    server's ``Date`` (pitfall 11).
+    server's ``Date`` (a client whose clock is off is refused).
     """
 
     account_name: str
