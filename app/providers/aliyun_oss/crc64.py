@@ -80,8 +80,7 @@ def crc64_python(data: BytesLike, crc: int = 0) -> int:
 
 def _load_fast() -> tuple[Callable[[BytesLike, int], int] | None, Literal["crcmod", "python"]]:
     try:
-        import crcmod  # type: ignore[import-untyped]
-        import crcmod._crcfunext  # type: ignore[import-untyped]  # only the C extension is fast
+        import crcmod  # type: ignore[import-untyped]  # crcmod-plus ships its C extension in every wheel
     except ImportError:
         return None, "python"
     fun = crcmod.mkCrcFun(0x1_0000_0000_0000_0000 | POLY, initCrc=0, rev=True, xorOut=MASK)
