@@ -145,10 +145,13 @@ test: test-deps $(STAMP) azurite
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests
 
-# Performance bench (issue 5): our CLI vs curl and aria2c on a loopback nginx, uploads, CPU, RSS and queue
-# figures; installs nginx/aria2/curl when root. Never part of `make test`. ARGS="--size 256MiB" or
-# ARGS="--url https://host/file" are passed through (python -m tests.bench.run --help).
-bench: system-deps $(STAMP)
+# Performance bench (issues 5 and 11): our CLI vs curl and aria2c on a loopback nginx (HTTP, HTTPS with a private
+# CA, a 40 MB/s per-connection cap), the data path candidates, uploads (also on a 6 Mbit/s link in a network
+# namespace: OSS, Azurite, default protocol), CPU, start-up, RSS and queue figures; installs nginx/aria2/curl/
+# iproute2 when root, and its own Python tools (aiohttp, py-spy) into the venv, never as app dependencies. Never
+# part of `make test`. ARGS="--size 256MiB" or ARGS="--url https://host/file" are passed through
+# (python -m tests.bench.run --help).
+bench: system-deps $(STAMP) azurite
 	$(VENV_PY) -m tests.bench.run $(ARGS)
 
 # Soak (issue 6): the long forms of the reliability suites, which `make test` runs short. The crash-and-resume soak

@@ -12,6 +12,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -79,6 +80,38 @@ def tool_version(argv: Sequence[str]) -> str:
     return text[0] if text else "?"
 
 
+def ensure_pip(wanted: dict[str, str]) -> dict[str, bool]:
+    """``{import name or venv command: PyPI name}`` → whether each is usable, pip-installing the missing ones into
+    this interpreter's environment first.
+
+    For the bench's own tools only (aiohttp, one of the data path candidates; py-spy, for the profile of a missed
+    target): never the app's dependencies, so they are installed here rather than listed in pyproject.toml."""
+    import importlib.util
+
+    bindir = os.path.dirname(sys.executable)
+
+    def usable(name: str) -> bool:
+        if importlib.util.find_spec(name) is not None:
+            return True
+        return os.access(os.path.join(bindir, name), os.X_OK)
+
+    missing = sorted({pkg for name, pkg in wanted.items() if not usable(name)})
+    if missing:
+        note(f"installing the bench's own Python packages: {' '.join(missing)}")
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *missing],
+                              check=False)
+        if done.returncode != 0:
+            note(f"pip could not install {' '.join(missing)}: the rows that need them are skipped")
+        importlib.invalidate_caches()
+    return {name: usable(name) for name in wanted}
+
+
+def venv_command(name: str) -> str | None:
+    """A console script of this interpreter's environment (py-spy), else one on PATH."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return path if os.access(path, os.X_OK) else which(name)
+
+
 # ---------------------------------------------------------------------------------------------- sockets
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -101,37 +134,69 @@ def wait_port(port: int, timeout: float, alive: subprocess.Popen[bytes] | None =
 
 # ---------------------------------------------------------------------------------------------- nginx
 NGINX_CONF = """\
-{user}worker_processes 1; daemon off; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log warn;
+{user}worker_processes {workers}; daemon off; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log warn;
 events {{ worker_connections 256; }}
 http {{ access_log off; sendfile on; tcp_nopush on;
   client_body_temp_path {prefix}/tmp/body; proxy_temp_path {prefix}/tmp/proxy;
   fastcgi_temp_path {prefix}/tmp/fastcgi; uwsgi_temp_path {prefix}/tmp/uwsgi; scgi_temp_path {prefix}/tmp/scgi;
   types {{ application/octet-stream bin; }}
   default_type application/octet-stream;
-  server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }} }}
+  server {{ listen 127.0.0.1:{port} reuseport; root {root}; location / {{ }}
+    location /capped/ {{ alias {root}/; limit_rate {capped_rate}; }} }}
+{tls_server}}}
 """
+#: The HTTPS server: the same files, a certificate for 127.0.0.1 from the bench's private CA.
+NGINX_TLS_SERVER = """\
+  server {{ listen 127.0.0.1:{port} ssl reuseport; root {root}; location / {{ }}
+    ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3; }}
+"""
+#: nginx's per-request rate cap on /capped/ (as CDNs and object stores cap each connection).
+CAPPED_RATE = "40m"
 
 
 class Nginx:
     """nginx in the foreground on 127.0.0.1 (config as in machine-recipes §7), serving ``root``; a child of the
-    bench in its own session, so a Ctrl-C reaches the bench, which then stops it."""
+    bench in its own session, so a Ctrl-C reaches the bench, which then stops it.
 
-    def __init__(self, binary: str, workdir: str, root: str) -> None:
+    Three views of the same files: ``base_url`` (plain HTTP, sendfile), ``capped_url`` (``/capped/``: each request
+    limited to :data:`CAPPED_RATE`) and, when ``tls`` (a certificate PEM and its key) is given, ``https_url`` (TLS,
+    so nginx encrypts every byte). ``workers`` (0: one per core, up to 4) with ``reuseport``, so the connections of
+    one client spread over them: a single worker would make nginx, not the client, the limit for a multi-connection
+    HTTPS client on a larger machine (a real object store is never one process on one core)."""
+
+    def __init__(self, binary: str, workdir: str, root: str, tls: tuple[str, str] | None = None,
+                 workers: int = 0) -> None:
         self.binary = binary
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self.prefix = os.path.join(workdir, "nginx")
         self.root = root
+        self.tls = tls
         self.port = 0
+        self.tls_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def capped_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/capped"
+
+    @property
+    def https_url(self) -> str | None:
+        return f"https://127.0.0.1:{self.tls_port}" if self.tls else None
+
     def _config(self) -> str:
         user = ""
         if os.geteuid() == 0:  # workers would drop to "nobody", who may not reach the work dir
             user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name}; "
-        return NGINX_CONF.format(user=user, prefix=self.prefix, port=self.port, root=self.root)
+        tls_server = ""
+        if self.tls:
+            tls_server = NGINX_TLS_SERVER.format(port=self.tls_port, root=self.root, cert=self.tls[0],
+                                                 key=self.tls[1])
+        return NGINX_CONF.format(user=user, workers=self.workers, prefix=self.prefix, port=self.port, root=self.root,
+                                 capped_rate=CAPPED_RATE, tls_server=tls_server)
 
     def start(self) -> None:
         for sub in ("logs", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
@@ -139,12 +204,13 @@ class Nginx:
         conf = os.path.join(self.prefix, "nginx.conf")
         for _ in range(3):  # the port is free when chosen; retry if something grabs it before nginx binds
             self.port = free_port()
+            self.tls_port = free_port() if self.tls else 0
             with open(conf, "w") as f:
                 f.write(self._config())
             self.proc = subprocess.Popen(
                 [self.binary, "-e", os.path.join(self.prefix, "logs", "error.log"), "-p", self.prefix + "/",
                  "-c", conf], stdin=subprocess.DEVNULL, start_new_session=True)
-            if wait_port(self.port, 10, self.proc):
+            if wait_port(self.port, 10, self.proc) and (not self.tls or wait_port(self.tls_port, 10, self.proc)):
                 return
             self.stop()
         log = os.path.join(self.prefix, "logs", "error.log")
@@ -164,6 +230,47 @@ class Nginx:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+# ---------------------------------------------------------------------------------------------- TLS
+@dataclass(frozen=True)
+class PrivateCa:
+    """A private CA (its certificate in ``ca_pem``) and a server certificate for 127.0.0.1 signed by it
+    (``cert_pem`` holds the chain, ``key_pem`` the key), as a company's internal server would have."""
+
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
+
+
+def make_private_ca(folder: str) -> PrivateCa | None:
+    """Made with trustme (a test dependency; None, with a note, where it is missing), in a child process: trustme's
+    imports (cryptography) would raise the bench's own peak RSS, the floor under every child's (:func:`run_child`)."""
+    paths = PrivateCa(os.path.join(folder, "ca.pem"), os.path.join(folder, "server.pem"),
+                      os.path.join(folder, "server.key"))
+    code = "import sys; from tests.bench.common import write_private_ca; write_private_ca(*sys.argv[1:])"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    child = run_child([sys.executable, "-c", code, paths.ca_pem, paths.cert_pem, paths.key_pem], timeout=120,
+                      cwd=root)
+    if child.rc != 0:
+        note(f"no private CA for the HTTPS rows ({(child.err or child.out).strip()[-300:]}); they are skipped "
+             "(trustme is in the test extra: pip install trustme)")
+        return None
+    return paths
+
+
+def write_private_ca(ca_pem: str, cert_pem: str, key_pem: str) -> None:
+    """The CA's certificate, then the server's certificate chain and key, for 127.0.0.1 (see make_private_ca)."""
+    import trustme
+
+    os.makedirs(os.path.dirname(ca_pem), exist_ok=True)
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(ca_pem)
+    cert.private_key_pem.write_to_path(key_pem)
+    with open(cert_pem, "wb") as f:
+        for blob in cert.cert_chain_pems:
+            f.write(blob.bytes())
 
 
 # ---------------------------------------------------------------------------------------------- children
@@ -187,24 +294,27 @@ class ChildRun:
 def run_child(argv: Sequence[str], *, timeout: float, cwd: str | None = None,
               env: dict[str, str] | None = None) -> ChildRun:
     """Run one command to the end and measure it: wall time, CPU from RUSAGE_CHILDREN deltas around it, and
-    its own peak RSS from os.wait4. On Ctrl-C or a timeout the child is killed and reaped.
+    its own peak RSS from os.wait4. The child leads a process group of its own, so on Ctrl-C, SIGTERM or a timeout
+    everything it started is killed too (py-spy's target, say), and it is reaped.
 
     That peak cannot read below the bench's own peak RSS (:func:`own_peak_rss_mib`): subprocess starts the child
     with vfork, and Linux counts the high-water mark of the memory the child leaves at exec (ours) as its own."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        timer = threading.Timer(timeout, proc.kill)
+        proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                process_group=0)
+        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
-            proc.kill()
+            _kill_group(proc.pid)
             proc.wait()
             raise
         finally:
             timer.cancel()
+            _kill_group(proc.pid)  # anything the child left running in its group
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -215,6 +325,13 @@ def run_child(argv: Sequence[str], *, timeout: float, cwd: str | None = None,
             maxrss_mib=usage.ru_maxrss / 1024, rc=proc.returncode,
             out=out.read().decode(errors="replace")[-4000:], err=err.read().decode(errors="replace")[-4000:],
         )
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def own_peak_rss_mib() -> float:
