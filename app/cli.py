@@ -7,44 +7,47 @@ A download keeps ``<dest>.part`` and ``<dest>.part.ckpt``, an upload asks the se
 the same command again after Ctrl-C, SIGTERM or even kill -9 resumes the same job instead of starting over.
 
 Exit codes: 0 done, 1 the transfer failed, 2 usage error, 130 interrupted (SIGINT/SIGTERM).
+
+Proxies and certificates: the environment's proxy variables, as curl reads them, unless ``--proxy URL`` (or
+``--proxy ''`` for none), ``--noproxy LIST`` or ``--cacert FILE`` say otherwise for this run. A password in
+``--proxy`` is used for this run only (never stored) and redacted in every message.
+
+Start-up matters (a script may run the CLI once per file), so only what the command needs is imported, when it is
+needed: ``--help`` and ``--version`` load no engine, no asyncio and no HTTP library; a plain http download loads no
+keyring, no provider plugin and no TLS certificates.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
 import re
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from app import __version__, cli_accounts
-from app.engine.api import (
-    DEFAULT_MAX_CHUNK_RETRIES,
-    FileTransferRecord,
-    MeowError,
-    redact_url,
-)
-from app.engine.redact import redact_text
-from app.manager.database import DatabaseError
-from app.manager.error_text import code_name, describe_error
-from app.manager.jobs import Job, JobOptions, JobStatus
-from app.manager.manager import ManagerError, TransferManager, check_http_url, check_upload_source
-from app.manager.rate_meter import RateMeter
-from app.sizes import format_size, parse_size
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from app.engine.api import FileTransferRecord, MeowError
+    from app.manager.jobs import Job
+    from app.manager.network import NetworkSettings
+    from app.manager.rate_meter import RateMeter
 
 PROG = "rusty-cat-cli"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CHUNK = "1MiB"
+DEFAULT_CHUNK_BYTES = 1 << 20  # DEFAULT_CHUNK, parsed (a test keeps the two equal)
 DEFAULT_CONNECTIONS = 4
 MAX_CONNECTIONS = 64
 MAX_RETRIES = 1000
+#: The engine's DEFAULT_MAX_CHUNK_RETRIES, written out so building the parser imports no engine (a test keeps the
+#: two equal).
+DEFAULT_RETRIES = 3
 REDRAW_INTERVAL = 0.1  # seconds: at most ~10 progress-bar redraws per second
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -59,6 +62,8 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------------------------- arguments
 def _size_arg(text: str) -> int:
     try:
+        from app.sizes import parse_size
+
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
@@ -104,22 +109,35 @@ def _sha256_arg(text: str) -> str:
 
 def check_url(url: str) -> None:
     """Reject URLs that can never work (exit 2) before any network traffic; reachability is the engine's job."""
+    from app.manager.manager import ManagerError, check_http_url
+
     try:
         check_http_url(url)
     except ManagerError as exc:
         raise UsageError(str(exc)) from None
 
 
+def network_from_args(args: argparse.Namespace) -> tuple[NetworkSettings | None, str | None]:
+    """The network settings ``--proxy``, ``--noproxy`` and ``--cacert`` ask for, and the proxy password given in
+    ``--proxy`` (for this run only); ``(None, None)`` without any of them (the environment's proxy, the system's
+    certificates). UsageError names the option and never repeats the password."""
+    try:
+        return cli_accounts.network_from_options(getattr(args, "proxy", None), getattr(args, "noproxy", None),
+                                                 getattr(args, "cacert", None))
+    except cli_accounts.NetworkOptionError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chunk-size", type=_size_arg, default=parse_size(DEFAULT_CHUNK), metavar="SIZE",
+    p.add_argument("--chunk-size", type=_size_arg, default=DEFAULT_CHUNK_BYTES, metavar="SIZE",
                    help=f"bytes per chunk (default {DEFAULT_CHUNK}); a resume re-sends at most one chunk per "
                         "connection. SIZE: plain bytes or k/M/G/T, all 1024-based (512k = 512KB = 512KiB)")
     p.add_argument("--connections", type=_connections_arg, default=DEFAULT_CONNECTIONS, metavar="N",
                    help=f"parallel connections for this file, 1..{MAX_CONNECTIONS} (default {DEFAULT_CONNECTIONS}; "
                         "uploads with the default protocol send parts in order)")
-    p.add_argument("--retries", type=_retries_arg, default=DEFAULT_MAX_CHUNK_RETRIES, metavar="N",
+    p.add_argument("--retries", type=_retries_arg, default=DEFAULT_RETRIES, metavar="N",
                    help=f"retries per chunk on network errors, timeouts, 408/429/5xx (default "
-                        f"{DEFAULT_MAX_CHUNK_RETRIES}; 0 = fail at the first error)")
+                        f"{DEFAULT_RETRIES}; 0 = fail at the first error)")
     p.add_argument("--limit-rate", type=_size_arg, default=None, metavar="SIZE",
                    help="bandwidth cap in bytes per second, e.g. 500k or 2M (default: unlimited)")
     p.add_argument("--header", "-H", type=_header_arg, action="append", default=[], metavar="'K: V'",
@@ -127,6 +145,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per progress record on stdout, then a final "
                         '{"event": "complete", ...} line; nothing else goes to stdout')
+    cli_accounts.add_network_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Resumable, chunked HTTP transfers. Interrupt a transfer (Ctrl-C, SIGTERM, even kill -9) "
                     "and run the same command again: it continues where it stopped.",
-        epilog="Exit status: 0 done, 1 transfer failed, 2 usage error, 130 interrupted. "
-               "Sizes accept plain bytes or k/M/G/T suffixes, all 1024-based (4MiB = 4M = 4MB).",
+        epilog="Exit status: 0 done, 1 transfer failed, 2 usage error (a bad option value too, e.g. --proxy or "
+               "--cacert), 130 interrupted. Sizes accept plain bytes or k/M/G/T suffixes, all 1024-based (4MiB = "
+               "4M = 4MB). Proxies: http_proxy, https_proxy, all_proxy and no_proxy are read as curl reads them, "
+               "unless --proxy/--noproxy say otherwise; --cacert adds a private CA to the system's.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -187,6 +208,8 @@ def format_progress(done: int, total: int, rate: float, width: int = 80) -> str:
 
     ``total`` 0 means unknown (no percentage, bar or ETA). Pure, so the exact layout is unit-tested.
     """
+    from app.sizes import format_size
+
     rate_text = f"{format_size(rate)}/s" if rate > 0 else "--/s"
     if total > 0:
         frac = min(1.0, max(0.0, done / total))
@@ -211,10 +234,13 @@ class Reporter:
         self.stdout = stdout
         self.stderr = stderr
         self.bar = not json_mode and _isatty(stderr)
-        self.meter = RateMeter()
+        from app.manager.rate_meter import RateMeter
+
+        self.meter: RateMeter = RateMeter()
         self.last_draw = 0.0
         self.drawn = False
         self.last: FileTransferRecord | None = None
+        self.secret: str | None = None  # the proxy password given on the command line, never printed
 
     def record(self, rec: FileTransferRecord) -> None:
         self.last = rec
@@ -247,10 +273,19 @@ class Reporter:
 
     def message(self, text: str) -> None:
         self.end_line()
-        print(f"{PROG}: {text}", file=self.stderr, flush=True)
+        print(f"{PROG}: {self.scrub(text)}", file=self.stderr, flush=True)
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the proxy password of this run (the engine and the manager redact it already; this is
+        the last line of defence before a terminal or a log file)."""
+        if self.secret:
+            from app.manager.network import scrub_password
+
+            return scrub_password(text, self.secret)
+        return text
 
     def _json(self, obj: dict[str, Any]) -> None:
-        self.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.stdout.write(self.scrub(json.dumps(obj, ensure_ascii=False)) + "\n")
         self.stdout.flush()
 
 
@@ -267,6 +302,9 @@ def record_to_json(rec: FileTransferRecord) -> dict[str, Any]:
 
 
 def error_to_json(err: MeowError) -> dict[str, Any]:
+    from app.engine.redact import redact_text
+    from app.manager.error_text import code_name
+
     return {"code": code_name(err), "value": int(err.code), "message": redact_text(err.msg),
             "http_status": err.status}
 
@@ -291,16 +329,18 @@ class _Interrupted(Exception):
     """SIGINT/SIGTERM arrived while the CLI was still preparing (before a task existed)."""
 
 
-@dataclass
 class _Run:
     """Shared state between the manager's callbacks (delivered on our loop) and the main coroutine."""
 
-    reporter: Reporter
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    signals: list[int] = field(default_factory=list)
-    final: FileTransferRecord | None = None
-    job_id: str | None = None
+    def __init__(self, reporter: Reporter) -> None:
+        import asyncio
+
+        self.reporter = reporter
+        self.done = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.signals: list[int] = []
+        self.final: FileTransferRecord | None = None
+        self.job_id: str | None = None
 
     def on_record(self, job: Job, rec: FileTransferRecord) -> None:
         self.reporter.record(rec)
@@ -334,6 +374,9 @@ class _Run:
 
 async def _until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T:
     """Await ``aw`` unless a signal comes first (then cancel it and raise _Interrupted)."""
+    import asyncio
+    import contextlib
+
     job = asyncio.ensure_future(aw)
     waiter = asyncio.ensure_future(stop.wait())
     try:
@@ -351,6 +394,8 @@ async def _until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T:
 def _install_signals(loop: asyncio.AbstractEventLoop, handler: Callable[[int], None]) -> Callable[[], None]:
     """SIGINT and SIGTERM call ``handler`` on the loop; returns the undo function. Falls back to
     signal.signal where the loop cannot (Windows)."""
+    import signal
+
     installed: list[int] = []
     previous: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -370,13 +415,18 @@ def _install_signals(loop: asyncio.AbstractEventLoop, handler: Callable[[int], N
     return undo
 
 
-async def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Run one download or upload to the end, a failure or a signal; returns the exit status."""
+async def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO,
+                      network: tuple[NetworkSettings | None, str | None] = (None, None)) -> int:
+    """Run one download or upload to the end, a failure or a signal; returns the exit status. ``network``: the
+    settings and proxy password from ``--proxy/--noproxy/--cacert`` (:func:`network_from_args`)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     state = _Run(Reporter(args.json, stdout, stderr))
+    state.reporter.secret = network[1]
     undo = _install_signals(loop, state.on_signal)
     try:
-        return await _run(args, state)
+        return await _run(args, state, *network)
     except _Interrupted:
         state.reporter.message("interrupted")
         return EXIT_INTERRUPTED
@@ -385,12 +435,29 @@ async def run_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) 
         undo()
 
 
-async def _run(args: argparse.Namespace, state: _Run) -> int:
+async def _run(args: argparse.Namespace, state: _Run, network: NetworkSettings | None = None,
+               proxy_password: str | None = None) -> int:
     """Run the command as a job of the shared history (the app shows it and can resume it), on this process's
     own TransferManager, which runs only this job."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from app.engine.redact import redact_url
+    from app.manager.database import DatabaseError
+    from app.manager.error_text import describe_error
+    from app.manager.jobs import JobOptions, JobStatus
+    from app.manager.manager import ManagerError, TransferManager
+
     reporter = state.reporter
     shown_url = redact_url(args.url)
     manager = TransferManager()
+    if network is not None:
+        try:  # before open(): the engine starts with these; the password is this run's only, never in the keyring
+            await manager.set_network(network, password=proxy_password, remember=False)
+        except ManagerError as exc:
+            reporter.message(f"cannot start: {exc}")
+            return EXIT_USAGE if exc.usage else EXIT_FAILED
     try:
         await _until_stopped(manager.open(restore=False), state.stop)
     except DatabaseError as exc:
@@ -454,6 +521,8 @@ async def _run(args: argparse.Namespace, state: _Run) -> int:
 
 def _print_success(args: argparse.Namespace, job: Job, rec: FileTransferRecord | None,
                    reporter: Reporter) -> None:
+    from app.sizes import format_size
+
     size = format_size(rec.total_size if rec is not None else job.total_bytes)
     if args.command == "download":
         reporter.message(f"saved {size} to {job.local_path}")
@@ -466,7 +535,10 @@ def _print_success(args: argparse.Namespace, job: Job, rec: FileTransferRecord |
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``rusty-cat-cli``; returns the exit status instead of exiting, so tests can call it."""
+    """Entry point of ``rusty-cat-cli``; returns the exit status instead of exiting, so tests can call it.
+
+    Arguments are parsed before anything heavy is imported: ``--help``, ``--version`` and usage errors answer at
+    once."""
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -481,19 +553,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "download" and args.output is not None and not args.output.strip():
             raise UsageError("-o/--output needs a file or directory name")
         if args.command == "upload":
+            from app.manager.manager import ManagerError, check_upload_source
+
             try:
                 check_upload_source(args.file)
             except ManagerError as exc:
                 raise UsageError(f"upload FILE: {exc}") from None
+        network = network_from_args(args)
     except UsageError as exc:
         sub.print_usage(sys.stderr)
         print(f"{sub.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    import asyncio
+
     try:
-        return asyncio.run(run_command(args, sys.stdout, sys.stderr))
+        return asyncio.run(run_command(args, sys.stdout, sys.stderr, network))
     except KeyboardInterrupt:  # Ctrl-C before the loop's handler was installed
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def __getattr__(name: str) -> object:
+    """``RateMeter`` stays importable from here (older callers and tests) without being imported at start-up."""
+    if name == "RateMeter":
+        from app.manager.rate_meter import RateMeter
+
+        return RateMeter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -4,22 +4,26 @@ Profiles live in the history database (the same one the window uses), secrets in
 is read from the environment variable named by ``--secret-env`` or else from standard input (one line; not echoed
 on a terminal), never from the command line, where it would land in shell history and ``ps``. Unlike the window,
 the CLI cannot keep a secret "for this run only": the command ends at once, so it would be lost.
+
+``accounts test`` talks to the account's server, so it takes the network options of ``download`` and ``upload``
+(``--proxy``, ``--noproxy``, ``--cacert``, defined here for all three). Only the parser's needs are imported with
+this module (the account kinds); the account store, the keyring and the database when a verb runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import concurrent.futures
-import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
-from app.manager.accounts import AUTHS, Account, AccountError, AccountStore, Auth, Provider
-from app.manager.database import Database, DatabaseError
-from app.manager.secrets import SecretStore, SecretStoreLocked, SecretStoreUnavailable
+from app.manager.account_kinds import AUTHS, Auth, Provider
+
+if TYPE_CHECKING:
+    from app.manager.accounts import Account, AccountStore
+    from app.manager.network import NetworkSettings
+    from app.manager.secrets import SecretStoreUnavailable
 
 T = TypeVar("T")
 
@@ -37,7 +41,81 @@ _NO_SESSION_ONLY = ("The command line cannot keep a secret for this run only (it
                     "ends).")
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+class Subcommands(Protocol):
+    """What ``add_parser`` needs of ``ArgumentParser.add_subparsers()``'s result (its class is private)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+class NetworkOptionError(ValueError):
+    """A bad ``--proxy``, ``--noproxy`` or ``--cacert`` value (a usage error), naming the option; never with the
+    proxy password."""
+
+
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """``--proxy``, ``--noproxy`` and ``--cacert``, as curl spells and reads them, for every command that talks to a
+    server. Values are checked after parsing (:func:`network_from_options`): argparse's own messages would quote a
+    bad value, password included."""
+    group = p.add_argument_group("network (override the environment for this run)")
+    group.add_argument("--proxy", "-x", metavar="URL",
+                       help="proxy for every request: http://[USER:PASSWORD@]HOST:PORT, socks5:// or socks5h:// "
+                            "(SOCKS needs the python-socks and socksio packages); '' = no proxy. Default: "
+                            "http_proxy/https_proxy/all_proxy from the environment, as curl reads them. A password "
+                            "given here is used for this run only and never printed")
+    group.add_argument("--noproxy", metavar="LIST",
+                       help="comma-separated hosts that bypass the proxy (a name also matches its subdomains; IP "
+                            "addresses, CIDR ranges; '*' = no proxy at all). Default: no_proxy from the environment")
+    group.add_argument("--cacert", metavar="FILE",
+                       help="PEM file of CA certificates to trust in addition to the system's (a private CA, an "
+                            "office proxy's)")
+
+
+def network_from_options(proxy: str | None, noproxy: str | None,
+                         cacert: str | None) -> tuple[NetworkSettings | None, str | None]:
+    """The settings and the proxy password the three options ask for; ``(None, None)`` when none is given. Blocking
+    (reads the CA bundle): call it before the event loop starts. Raises NetworkOptionError."""
+    if proxy is None and noproxy is None and cacert is None:
+        return None, None
+    from app.manager.network import (
+        NetworkSettings,
+        NetworkSettingsError,
+        ProxyMode,
+        check_ca_bundle_file,
+        split_proxy_url,
+    )
+
+    mode, address, user, password = ProxyMode.SYSTEM, "", "", None
+    try:
+        if proxy is not None:
+            if proxy.strip():
+                address, user, password = split_proxy_url(proxy)
+                mode = ProxyMode.MANUAL
+            else:  # curl: an empty proxy turns proxies off, whatever the environment says
+                mode = ProxyMode.NONE
+            NetworkSettings(mode, address, user).check()
+            if password is not None and any(c in password for c in "\r\n\0"):
+                raise NetworkSettingsError("the proxy password contains a line break or NUL")
+    except NetworkSettingsError as exc:
+        raise NetworkOptionError(f"--proxy: {_scrubbed(str(exc), password)}") from None
+    try:
+        if noproxy is not None:
+            NetworkSettings(no_proxy=noproxy).check()
+    except NetworkSettingsError as exc:
+        raise NetworkOptionError(f"--noproxy: {exc}") from None
+    try:
+        ca_bundle = check_ca_bundle_file(cacert) if cacert is not None else None
+    except NetworkSettingsError as exc:
+        raise NetworkOptionError(f"--cacert: {exc}") from None
+    return NetworkSettings(mode, address, user, no_proxy=noproxy, ca_bundle=ca_bundle), password
+
+
+def _scrubbed(text: str, password: str | None) -> str:
+    from app.manager.network import scrub_password
+
+    return scrub_password(text, password)
+
+
+def add_parser(sub: Subcommands) -> None:
     accounts = sub.add_parser("accounts", help="manage storage accounts (secrets in the OS keyring)",
                               description="Accounts name an endpoint and its credentials; use them as "
                                           "oss://ACCOUNT/bucket/key, azure://ACCOUNT/container/blob, or (HTTP "
@@ -68,12 +146,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     remove.add_argument("name", metavar="NAME")
     test = verbs.add_parser("test", help="make one cheap request with the account's credentials")
     test.add_argument("name", metavar="NAME")
+    add_network_options(test)
     accounts.set_defaults(subparser=accounts)
 
 
 def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine to the end from synchronous code, even when this thread already runs an event loop
     (then on a short-lived helper thread, so the caller's loop is not re-entered)."""
+    import asyncio
+    import concurrent.futures
+
     async def main() -> T:
         return await make()
 
@@ -85,12 +167,14 @@ def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-class _Usage(AccountError):
+class _Usage(Exception):
     """A command-line mistake (exit 2)."""
 
 
 def account_from_args(args: argparse.Namespace) -> Account:
     """The profile the ``add`` options describe (not yet validated); options that do not apply are refused."""
+    from app.manager.accounts import Account
+
     provider = Provider(args.provider)
     auth = Auth(args.auth) if args.auth else AUTHS[provider][0]
     fields: dict[str, str] = {}
@@ -115,11 +199,15 @@ def _read_secret(args: argparse.Namespace, stdin: TextIO) -> str:
             raise _Usage(f"environment variable {args.secret_env} is not set or empty")
         return value
     if stdin.isatty():
+        import getpass
+
         return getpass.getpass("secret: ")
     return stdin.readline().rstrip("\r\n")
 
 
 def _keyring_message(exc: SecretStoreUnavailable) -> str:
+    from app.manager.secrets import SecretStoreLocked
+
     if isinstance(exc, SecretStoreLocked) or getattr(exc, "locked", False):
         return f"the OS keyring is locked ({exc.problem}); unlock it and try again"
     return (f"no usable OS keyring: {exc.problem}. Rusty Cat keeps secrets only in the OS keyring: start a Secret "
@@ -129,6 +217,9 @@ def _keyring_message(exc: SecretStoreUnavailable) -> str:
 
 async def _run(args: argparse.Namespace, store: AccountStore, stdin: TextIO, stdout: TextIO,
                stderr: TextIO) -> int:
+    from app.manager.accounts import AccountError
+    from app.manager.secrets import SecretStoreUnavailable
+
     if args.verb == "list":
         for a in await store.list():
             print(f"{a.name}\t{a.provider.value}\t{a.auth.value}\t{a.endpoint}\t{a.describe()}".rstrip("\t"),
@@ -160,12 +251,28 @@ async def _run(args: argparse.Namespace, store: AccountStore, stdin: TextIO, std
 def run(args: argparse.Namespace, store: AccountStore | None = None, stdin: TextIO = sys.stdin,
         stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
     """Run one ``accounts`` verb; returns the exit status (2: bad input, 1: keyring, network or server trouble)."""
+    from app.manager.accounts import AccountError, AccountStore
+    from app.manager.database import Database, DatabaseError
+    from app.manager.network import HttpClients
+    from app.manager.secrets import SecretStore, SecretStoreUnavailable
+
+    password: str | None = None
+    try:
+        network, password = network_from_options(getattr(args, "proxy", None), getattr(args, "noproxy", None),
+                                                 getattr(args, "cacert", None))
+        clients = HttpClients.for_settings(network, password) if network is not None else None
+    except (NetworkOptionError, ValueError) as exc:
+        print(f"rusty-cat-cli accounts: error: {_scrubbed(str(exc), password)}", file=stderr)
+        return EXIT_USAGE
+
     async def main() -> int:
         if store is not None:
+            if clients is not None:
+                store.http_clients = clients
             return await _run(args, store, stdin, stdout, stderr)
         db = await Database.open()
         try:
-            return await _run(args, AccountStore(db, SecretStore()), stdin, stdout, stderr)
+            return await _run(args, AccountStore(db, SecretStore(), http_clients=clients), stdin, stdout, stderr)
         finally:
             await db.close()
 
@@ -178,7 +285,7 @@ def run(args: argparse.Namespace, store: AccountStore | None = None, stdin: Text
         print(f"rusty-cat-cli accounts: error: {exc}", file=stderr)
         return EXIT_USAGE
     except AccountError as exc:
-        print(f"rusty-cat-cli accounts: error: {exc}", file=stderr)
+        print(f"rusty-cat-cli accounts: error: {_scrubbed(str(exc), password)}", file=stderr)
         return EXIT_USAGE if args.verb == "add" else EXIT_FAILED
     except DatabaseError as exc:
         print(f"rusty-cat-cli accounts: error: {exc}", file=stderr)

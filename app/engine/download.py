@@ -45,6 +45,11 @@ WRITE_BATCH = 4 << 20  # coalesce network reads into writes of up to this many b
 DURABLE_INTERVAL = 1.0  # seconds between fdatasync + durable checkpoint while bytes flow
 FLUSH_INTERVAL = 0.5  # a batch goes to disk (and progress) at least this often, however slow the link
 MAX_RESTARTS = 3  # times a changed remote may restart one run before it fails
+#: The smallest tail an idle connection steals from a connection well under way. Its old connection is dropped when
+#: it reaches the thief's start, and what its server had already pushed past that point (socket buffers: megabytes
+#: on a fast link) is sent twice; below this size that waste is as large as the time an idle connection could save.
+#: A connection that has barely begun (at the start of a run) has nothing buffered yet: any tail of two chunks goes.
+STEAL_MIN = 4 << 20
 #: Read sizes: as large as the link fills in about READ_SECONDS (so a slow link still shows progress and a pause
 #: is heard quickly), between these bounds.
 MIN_READ, MAX_READ, READ_SECONDS = 64 << 10, 1 << 20, 0.25
@@ -96,9 +101,10 @@ class _Segment:
     tail (under the run's lock: the loop steals, a thread reads). ``pos`` is written (handed to the kernel),
     ``recv`` received."""
 
-    __slots__ = ("end", "pos", "recv")
+    __slots__ = ("end", "pos", "recv", "start")
 
     def __init__(self, start: int, end: int) -> None:
+        self.start = start
         self.pos = start
         self.recv = start
         self.end = end
@@ -107,8 +113,9 @@ class _Segment:
 class _PartFile:
     """The open ``.part`` file, its done ranges and the two records of them.
 
-    The fast record (``.part.ckpt``) is replaced after every batch, by the worker thread that wrote it, without an
-    fsync: it survives a killed process (the kernel has the bytes), not a power cut. The durable record
+    The fast record (``.part.ckpt``, :class:`~app.engine.checkpoint.FastRecord`) is overwritten after every batch,
+    by the worker thread that wrote it, without an fsync: it survives a killed process (the kernel has the bytes),
+    not a power cut. The durable record
     (``.part.durable``) is replaced only after an fdatasync of the data, with an fsync of its own, about once a
     second while bytes flow and when the file closes: a power cut leaves it whole, whatever it does to the fast one.
     Saves coalesce: one thread saves at a time and picks up whatever the others recorded meanwhile.
@@ -127,6 +134,7 @@ class _PartFile:
         self.save_error: OSError | None = None
         self._save_warned = False
         self._last_durable = time.monotonic()
+        self._fast = checkpoint.FastRecord(paths.checkpoint)
 
     def done_bytes(self) -> int:
         with self._lock:
@@ -215,7 +223,7 @@ class _PartFile:
             durable_spans = self.durable.spans
         self.ckpt.written = [list(s) for s in snapshot.spans]
         self.ckpt.durable = [list(s) for s in durable_spans]
-        checkpoint.write_atomic(self.paths.checkpoint, checkpoint.encode(self.ckpt), durable=False)
+        self._fast.save(checkpoint.encode(self.ckpt))
 
     def close_sync(self, keep_records: bool) -> None:
         """Make the data durable, record it (unless the file is complete and about to be renamed) and close the fd
@@ -231,7 +239,15 @@ class _PartFile:
             finally:
                 with self._lock:
                     self._closed = True
+                self._fast.close()
                 os.close(self.fd)
+
+    def release(self) -> None:
+        """Let go of both files without saving (a run stopped before it began)."""
+        with self._lock:
+            self._closed = True
+        self._fast.close()
+        os.close(self.fd)
 
     async def close(self, ctx: RunContext, keep_records: bool) -> None:
         """Runs to the end even while the task is being cancelled, so a pause never loses what reached the disk."""
@@ -292,7 +308,7 @@ class DownloadRun:
                 self.fresh = True
 
     async def _transfer(self, probe: Probe) -> int:
-        part = await acquire_despite_cancel(self.ctx.in_thread(self._open, probe), lambda p: os.close(p.fd))
+        part = await acquire_despite_cancel(self.ctx.in_thread(self._open, probe), _PartFile.release)
         ok = False
         try:
             total = probe.total
@@ -464,15 +480,22 @@ class DownloadRun:
             ckpt.boot_id = boot
             if probe.total:
                 preallocate(fd, probe.total)
-            part = _PartFile(fd, self.paths, ckpt, written)
-            part.save_sync(durable=True)
-            return part
         except OSError as exc:
             os.close(fd)
             raise io_error(exc, f"cannot prepare {self.part_path}") from None
         except BaseException:
             os.close(fd)
             raise
+        part = _PartFile(fd, self.paths, ckpt, written)
+        try:
+            part.save_sync(durable=True)
+        except OSError as exc:
+            part.release()
+            raise io_error(exc, f"cannot prepare {self.part_path}") from None
+        except BaseException:
+            part.release()
+            raise
+        return part
 
     def _resumable(self, old: DownloadCheckpoint, probe: Probe) -> bool:
         if old.url != strip_query(self.task.url) or old.total_size != probe.total or not old.ranged:
@@ -544,7 +567,10 @@ class DownloadRun:
         chunk = self.task.chunk_size
         with self._steal_lock:
             victim = max(active, key=lambda s: s.end - s.recv, default=None)
-            if victim is None or victim.end - victim.recv < 2 * chunk:
+            if victim is None:
+                return None
+            tail, begun = victim.end - victim.recv, victim.recv - victim.start >= chunk
+            if tail < 2 * chunk or (begun and tail < STEAL_MIN):
                 return None
             mid = -(-(victim.recv + (victim.end - victim.recv) // 2) // chunk) * chunk
             if not victim.recv < mid < victim.end:

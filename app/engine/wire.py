@@ -75,6 +75,13 @@ class ProxyRefused(OSError):
         self.status = status
 
 
+class ProxyUnreachable(OSError):
+    """The proxy itself could not be reached (a network fault like any other, but the words name the proxy)."""
+
+    def __init__(self, proxy: Proxy, cause: OSError) -> None:
+        super().__init__(cause.errno, f"cannot reach the proxy {proxy.display()}: {cause.strerror or cause}")
+
+
 class StopToken:
     """Set on the loop when a run pauses or is cancelled; read by its worker threads between reads.
 
@@ -175,10 +182,14 @@ class _Connection(http.client.HTTPConnection):
         route, proxy = self.route, self.route.proxy
         if proxy is None:
             raw = socket.create_connection((route.host, route.port), self.timeout)
-        elif proxy.kind is ProxyKind.HTTP:
-            raw = socket.create_connection((proxy.host, proxy.port), self.timeout)
         else:
-            raw = _socks_connect(proxy, route.host, route.port, self.timeout)
+            try:
+                raw = socket.create_connection((proxy.host, proxy.port), self.timeout) \
+                    if proxy.kind is ProxyKind.HTTP else _socks_connect(proxy, route.host, route.port, self.timeout)
+            except (ProxyRefused, TimeoutError):
+                raise
+            except OSError as exc:
+                raise ProxyUnreachable(proxy, exc) from exc
         with self._abort_lock:
             self._raw = raw
             aborted = self.aborted

@@ -49,25 +49,28 @@ import re
 import sqlite3
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-import httpx
 import platformdirs
 
 from app.engine.record import Direction
 from app.engine.redact import redact_text, redact_url, strip_query
+from app.manager.account_kinds import AUTHS, Auth, Provider
 from app.manager.database import Database
+from app.manager.network import HttpClients
 from app.manager.secrets import SecretStore, SecretStoreLocked, SecretStoreUnavailable
 
 # The provider plugins (OSS, Azure, presigned URLs) are imported where an account or a URL needs them, never here:
-# a plain http(s) transfer does not load them (about 30 ms of every CLI start, README "Performance").
+# a plain http(s) transfer does not load them (about 30 ms of every CLI start, README "Performance"). Nor httpx and
+# the XML parser: only connection tests and the presign service use them, and a plain download (which resolves its
+# URL here) never loads httpx at all since the engine's probe goes on its own data path.
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "AUTHS", "Account", "AccountError", "AccountKeyringError", "AccountStore", "Auth", "PresignServiceSource",
@@ -78,29 +81,6 @@ __all__ = [
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-
-class Provider(Enum):
-    HTTP = "http"  # a plain HTTP(S) server (download and the default chunk-upload protocol)
-    ALIYUN_OSS = "aliyun-oss"
-    AZURE_BLOB = "azure-blob"
-
-
-class Auth(Enum):
-    NONE = "none"  # HTTP without credentials
-    BEARER = "bearer"  # HTTP: secret = token, sent as Authorization: Bearer
-    BASIC = "basic"  # HTTP: fields["username"], secret = password
-    ACCESS_KEY = "access-key"  # OSS: fields["access_key_id"], fields["region"], secret = AccessKey secret
-    PRESIGN_SERVICE = "presign-service"  # OSS: endpoint = the presign service URL, secret = its token
-    SHARED_KEY = "shared-key"  # Azure: fields["account_name"], secret = account key (base64)
-    SAS = "sas"  # Azure: endpoint = container/account URL, secret = the SAS token (query string)
-
-
-#: Which kinds of authentication each provider takes; the first is the default.
-AUTHS: dict[Provider, tuple[Auth, ...]] = {
-    Provider.HTTP: (Auth.NONE, Auth.BEARER, Auth.BASIC),
-    Provider.ALIYUN_OSS: (Auth.ACCESS_KEY, Auth.PRESIGN_SERVICE),
-    Provider.AZURE_BLOB: (Auth.SHARED_KEY, Auth.SAS),
-}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REGION = re.compile(r"^[a-z0-9-]+$")
@@ -331,9 +311,15 @@ class AccountStore:
     #: Seconds "Test connection" waits for the server.
     test_timeout = 10.0
 
-    def __init__(self, db: Database, secrets: SecretStore, *, legacy_path: Path | None = None) -> None:
+    def __init__(self, db: Database, secrets: SecretStore, *, legacy_path: Path | None = None,
+                 http_clients: Callable[[float], httpx.AsyncClient] | None = None) -> None:
+        """``http_clients(timeout)`` makes the client of a connection test or a presign-service call (the manager's
+        :class:`~app.manager.network.HttpClients`, so they take the transfers' proxy and CA bundle); default: the
+        environment's proxy and the system's certificates."""
         self.db = db
         self.secrets = secrets
+        self.http_clients: Callable[[float], httpx.AsyncClient] = (
+            http_clients if http_clients is not None else HttpClients())
         self.legacy_path = legacy_path if legacy_path is not None else legacy_accounts_path()
         self._legacy_lock = threading.Lock()
         self._legacy_done = False
@@ -490,13 +476,48 @@ class AccountStore:
         secret = await self.secret(name)
         host = urlsplit(account.endpoint).netloc
         probe = _PROBES[account.auth]
+        import httpx
+
         try:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(self.test_timeout), follow_redirects=False) as client:
+            async with self.http_clients(self.test_timeout) as client:
+                client.event_hooks = {"response": [_refuse_proxy_auth]}
                 return await probe(client, account, secret)
         except httpx.TimeoutException:
             raise AccountError(f"{host} did not answer within {self.test_timeout:g} s") from None
+        except httpx.ProxyError as exc:
+            raise AccountError(f"the proxy refused the connection to {host} ({_scrub(str(exc), secret)}): check "
+                               "the proxy settings (Preferences > Network, or --proxy)") from None
         except httpx.HTTPError as exc:
+            if (reason := _untrusted_certificate(exc)) is not None:
+                raise AccountError(f"the certificate of {host} is not trusted ({reason}); if a private CA issued "
+                                   "it, add that CA's certificate as the CA bundle (Preferences > Network, or "
+                                   "--cacert)") from None
             raise AccountError(f"cannot reach {host}: {type(exc).__name__}: {_scrub(str(exc), secret)}") from None
+
+
+async def _refuse_proxy_auth(response: httpx.Response) -> None:
+    """An http URL through a proxy that wants other credentials answers 407 itself: say so, not "check the
+    endpoint" (an https URL's CONNECT refusal arrives as httpx.ProxyError instead)."""
+    if response.status_code == 407:
+        import httpx
+
+        raise httpx.ProxyError(f"{response.status_code} {response.reason_phrase}", request=response.request)
+
+
+def _untrusted_certificate(exc: BaseException) -> str | None:
+    """The verifier's words when ``exc`` was caused by a certificate nobody we trust vouches for, else None."""
+    import ssl
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return str(cause.verify_message or cause.reason or "certificate verify failed")
+        if "CERTIFICATE_VERIFY_FAILED" in str(cause):
+            return "certificate verify failed"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- probes
@@ -510,6 +531,8 @@ def _scrub(text: str, secret: str | None) -> str:
 
 
 def _xml_field(content: bytes, tag: str) -> str:
+    import xml.etree.ElementTree as ET
+
     try:
         root = ET.fromstring(content)
     except ET.ParseError:
@@ -519,6 +542,8 @@ def _xml_field(content: bytes, tag: str) -> str:
 
 
 def _xml_count(content: bytes, tag: str) -> int | None:
+    import xml.etree.ElementTree as ET
+
     try:
         root = ET.fromstring(content)
     except ET.ParseError:
@@ -655,7 +680,7 @@ async def _probe_http(client: httpx.AsyncClient, account: Account, secret: str |
     raise AccountError(f"{host} answered HTTP {resp.status_code} {resp.reason_phrase}: check the endpoint")
 
 
-_Probe = Callable[[httpx.AsyncClient, Account, "str | None"], Awaitable[str]]
+_Probe = Callable[["httpx.AsyncClient", Account, "str | None"], Awaitable[str]]
 _PROBES: dict[Auth, _Probe] = {
     Auth.NONE: _probe_http, Auth.BEARER: _probe_http, Auth.BASIC: _probe_http,
     Auth.ACCESS_KEY: _probe_oss_access_key, Auth.PRESIGN_SERVICE: _probe_presign_service,
@@ -769,7 +794,7 @@ async def resolve_remote(store: AccountStore | None, remote: str, direction: Dir
         secret = await store.secret(name)
         assert secret is not None  # OSS and Azure accounts always have one
         if scheme == "oss":
-            return _oss_target(acct, secret, bucket, key, upload, session_dir)
+            return _oss_target(acct, secret, bucket, key, upload, session_dir, store.http_clients)
         return _azure_target(acct, secret, bucket, key, upload, session_dir)
     parts = urlsplit(remote)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
@@ -806,7 +831,8 @@ def _signed_url_target(remote: str, name_of_url: str | None, upload: bool, sessi
     return None
 
 
-def _oss_target(acct: Account, secret: str, bucket: str, key: str, upload: bool, session_dir: str) -> Target:
+def _oss_target(acct: Account, secret: str, bucket: str, key: str, upload: bool, session_dir: str,
+                http_clients: Callable[[float], httpx.AsyncClient] | None = None) -> Target:
     from app.providers.api import (
         AliOssDirectDownload,
         AliOssDirectUpload,
@@ -817,7 +843,7 @@ def _oss_target(acct: Account, secret: str, bucket: str, key: str, upload: bool,
 
     file_name = posixpath.basename(key)
     if acct.auth is Auth.PRESIGN_SERVICE:
-        source = PresignServiceSource(acct.endpoint, secret, bucket, key)
+        source = PresignServiceSource(acct.endpoint, secret, bucket, key, http_clients=http_clients)
         url = f"{strip_query(acct.endpoint).rstrip('/')}/{quote(bucket, safe='')}/{quote(key)}"  # identity only
         if upload:
             return Target(url, file_name, upload=AliOssPresignedUpload(source, session_dir=session_dir))
@@ -901,12 +927,17 @@ class PresignServiceSource:
     """
 
     def __init__(self, endpoint: str, token: str, bucket: str, key: str, *, timeout: float = 15.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 http_clients: Callable[[float], httpx.AsyncClient] | None = None) -> None:
+        """``http_clients(timeout)`` makes the client of each call (the manager's, so the service is reached through
+        the same proxy and CA bundle as the transfers; default: the environment's proxy); ``transport`` replaces
+        the network entirely (tests)."""
         self.endpoint = endpoint
         self._token = token
         self.bucket, self.key = bucket, key
         self.timeout = timeout
         self._transport = transport
+        self._http_clients = http_clients if http_clients is not None else HttpClients()
         self.asked = 0
 
     def __repr__(self) -> str:
@@ -916,8 +947,12 @@ class PresignServiceSource:
         self.asked += 1
         body = {"op": op, "bucket": self.bucket, "key": self.key, "part_number": part_number, "upload_id": upload_id}
         what = f"the presign service ({urlsplit(self.endpoint).netloc}) for {op!r}"
+        import httpx
+
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
+            client = (httpx.AsyncClient(timeout=self.timeout, transport=self._transport) if self._transport is not None
+                      else self._http_clients(self.timeout))
+            async with client:
                 resp = await client.post(self.endpoint, json=body, headers=_bearer(self._token))
         except httpx.HTTPError as exc:
             raise ConnectionError(f"{what}: {type(exc).__name__}") from None

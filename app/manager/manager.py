@@ -5,12 +5,19 @@ The manager turns jobs into tasks (account secrets read from the keyring at the 
 engine's global progress listener, keeps speed/ETA, tells its listeners what changed about ten times a second,
 and writes progress to the history in batches off the loop. Closing pauses every transfer and leaves the
 jobs' intent in the history, so the next ``open()`` resumes them; jobs the user paused stay paused.
+
+Network settings (:class:`~app.manager.network.NetworkSettings`: proxy, bypass list, CA bundle; the proxy password in
+the keyring) apply to every request: the engine's, and the manager's own (file-name probe, connection tests, the
+presign service), whose clients :class:`~app.manager.network.HttpClients` builds through the engine. Changing them
+while transfers run replaces the engine client: the running transfers pause on the old one (keeping their
+checkpoints and upload sessions) and resume on the new one, so new requests take the new route at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -46,6 +53,14 @@ from app.manager.job_lock import JobLocks
 from app.manager.jobs import Job, JobOptions, JobStatus, new_job_id
 from app.manager.listener import ManagerListener, Totals
 from app.manager.naming import resolve_destination, unique_path
+from app.manager.network import (
+    PROXY_PASSWORD_KEY,
+    HttpClients,
+    NetworkSettings,
+    NetworkSettingsError,
+    check_ca_bundle_file,
+    scrub_password,
+)
 from app.manager.rate_meter import RateMeter
 from app.manager.secrets import SecretStore, SecretStoreUnavailable
 
@@ -58,6 +73,7 @@ NOTIFY_INTERVAL = 0.1  # seconds between listener batches (~10 repaints a second
 PERSIST_INTERVAL = 1.0  # seconds between progress writes to the history
 EXTERNAL_POLL_INTERVAL = 2.0  # seconds between looks for jobs other processes (the CLI) changed
 STALL_AFTER = 1.0  # seconds without a record after which an active job's speed starts falling
+EARLY_NOTIFY_GAP = 0.025  # a finished job is reported at once unless listeners heard from us this recently
 RUNNING_ELSEWHERE = "running in another Rusty Cat process (the command line?)"
 
 _STATUS_OF_RECORD = {
@@ -79,6 +95,17 @@ class ManagerError(Exception):
     def __init__(self, message: str, *, usage: bool = True) -> None:
         super().__init__(message)
         self.usage = usage
+
+
+class _Keep:
+    """The proxy password argument's "leave it as it is"."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: ``set_network(..., password=KEEP)``: keep the stored proxy password.
+KEEP = _Keep()
 
 
 def default_data_dir() -> Path:
@@ -126,14 +153,25 @@ class TransferManager:
     """
 
     def __init__(self, data_dir: str | Path | None = None, *, secrets: SecretStore | None = None,
-                 engine_config: MeowConfig | None = None, session_dir: str | Path | None = None) -> None:
-        """``data_dir`` holds history.sqlite3 and the job locks (default: the platform data dir)."""
+                 engine_config: MeowConfig | None = None, session_dir: str | Path | None = None,
+                 network: NetworkSettings | None = None) -> None:
+        """``data_dir`` holds history.sqlite3 and the job locks (default: the platform data dir). ``network``: the
+        proxy and CA settings to start with (checked by ``set_network``; default: the system's proxy settings)."""
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.session_dir = str(session_dir) if session_dir is not None else str(
             (self.data_dir if data_dir is not None else platformdirs.user_state_path(APP_DIR_NAME))
             / "upload-sessions")
         self.secrets = secrets if secrets is not None else SecretStore()
-        self._engine_config = engine_config
+        self._config = engine_config or MeowConfig(max_download_concurrency=3, max_upload_concurrency=2)
+        self._network = network if network is not None else NetworkSettings()
+        self._proxy_password: str | None = None
+        self._password_known = False  # _proxy_password is what the keyring holds (or the run-only one)
+        self._network_lock = asyncio.Lock()  # one engine client switch at a time; actions wait for it
+        self._retiring: set[TaskId] = set()  # tasks of a client being replaced: their pause is not the user's
+        self._http = HttpClients(self._config)
+        self._last_notify = 0.0
+        self._notify_pending = False
+        self._network_problem: str | None = None
         self.default_connections = DEFAULT_CONNECTIONS
         self.default_chunk_size = DEFAULT_CHUNK_SIZE
         self.retries = DEFAULT_RETRIES
@@ -167,6 +205,22 @@ class TransferManager:
 
     # ------------------------------------------------------------------ life cycle
     @property
+    def network_settings(self) -> NetworkSettings:
+        """The proxy and CA settings in force (the password is not part of them)."""
+        return self._network
+
+    @property
+    def network_problem(self) -> str | None:
+        """Why the network settings apply only in part (the proxy password could not be read from the keyring at
+        start: the proxy is used without it), for the window to show; None when they apply fully."""
+        return self._network_problem
+
+    @property
+    def http_clients(self) -> HttpClients:
+        """Makes httpx clients for requests beside the transfers, through the same proxy and CA bundle."""
+        return self._http
+
+    @property
     def accounts(self) -> AccountStore:
         if self._accounts is None:
             raise ManagerError("the transfer manager is not open")
@@ -177,10 +231,12 @@ class TransferManager:
         when the last process ended is started again. The CLI passes False: it runs only its own job."""
         if self._opened:
             raise ManagerError("the transfer manager is already open")
+        config = await self._engine_config_for(self._network, tolerant=True)
         self._db = await Database.open(self.data_dir / DB_FILE_NAME)
-        self._accounts = AccountStore(self._db, self.secrets)
-        self._client = MeowClient(self._engine_config or MeowConfig(max_download_concurrency=3,
-                                                                     max_upload_concurrency=2))
+        self._accounts = AccountStore(self._db, self.secrets, http_clients=self._http)
+        self._config = config
+        self._http.use(config)
+        self._client = MeowClient(config)
         self._client.register_global_progress_listener(self._on_record)
         self._opened = True
         self._adopt = restore
@@ -211,6 +267,8 @@ class TransferManager:
         if not self._opened or self._closing:
             return
         self._closing = True
+        async with self._network_lock:  # a client switch in progress ends first
+            pass
         for t in self._background:
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -294,7 +352,7 @@ class TransferManager:
                 return job
         all_headers = [*target.headers, *headers]
         path = await resolve_destination(target.url, destination + os.sep if into_folder else destination,
-                                         all_headers, target.name)
+                                         all_headers, target.name, self._http)
         if new_name:
             taken = {j.local_path for j in self._jobs.values()
                      if j.direction is Direction.DOWNLOAD and not j.status.is_finished}
@@ -405,7 +463,7 @@ class TransferManager:
         except (MeowError, ManagerError, AccountError, SecretStoreUnavailable, ValueError) as exc:
             self._locks.release(job.id)
             text = describe_for_people(exc) if isinstance(exc, MeowError) else str(exc)
-            self._set_status(job, JobStatus.FAILED, error=text)
+            self._set_status(job, JobStatus.FAILED, error=self._scrub(text))
             return
         self._task_of[job.id] = task_id
         self._job_of[task_id] = job.id
@@ -455,10 +513,10 @@ class TransferManager:
         meter.add(now, rec.transferred_bytes)
         self._last_record[job.id] = now
         status = _STATUS_OF_RECORD.get(rec.status)
-        if self._closing and status is JobStatus.PAUSED:
-            status = None  # closing pauses the engine, not the user's intent: the next start resumes
+        if status is JobStatus.PAUSED and (self._closing or rec.task_id in self._retiring):
+            status = None  # closing or a client switch pauses the engine, not the user's intent
         if status is not None and status is not job.status:
-            error = describe_for_people(rec.error) if rec.error is not None else None
+            error = self._scrub(describe_for_people(rec.error)) if rec.error is not None else None
             self._set_status(job, status, error=error)
         job.speed = meter.rate() if job.status is JobStatus.ACTIVE else 0.0
         job.eta = meter.eta(job.total_bytes) if job.status is JobStatus.ACTIVE else None
@@ -486,6 +544,7 @@ class TransferManager:
             self._save_soon = True
             if status in (JobStatus.COMPLETED, JobStatus.FAILED) and previous is not status and not self._closing:
                 self._finished.append(job)
+                self._notify_early()
         else:
             job.finished_at = None
         if status is JobStatus.COMPLETED and job.total_bytes:
@@ -519,6 +578,10 @@ class TransferManager:
 
     async def pause(self, job_ids: Iterable[str]) -> None:
         self._check_open()
+        async with self._network_lock:
+            await self._pause(job_ids)
+
+    async def _pause(self, job_ids: Iterable[str]) -> None:
         assert self._client is not None
         for job in self._select(job_ids):
             if not job.status.wants_to_run:
@@ -534,6 +597,10 @@ class TransferManager:
 
     async def resume(self, job_ids: Iterable[str]) -> None:
         self._check_open()
+        async with self._network_lock:
+            await self._resume(job_ids)
+
+    async def _resume(self, job_ids: Iterable[str]) -> None:
         assert self._client is not None
         for job in self._select(job_ids):
             if job.status is not JobStatus.PAUSED:
@@ -551,6 +618,10 @@ class TransferManager:
 
     async def cancel(self, job_ids: Iterable[str]) -> None:
         self._check_open()
+        async with self._network_lock:
+            await self._cancel(job_ids)
+
+    async def _cancel(self, job_ids: Iterable[str]) -> None:
         for job in self._select(job_ids):
             if job.status.is_finished:
                 continue
@@ -570,6 +641,10 @@ class TransferManager:
     async def retry(self, job_ids: Iterable[str]) -> None:
         """Failed or canceled jobs start again (a failed one continues from its partial state)."""
         self._check_open()
+        async with self._network_lock:
+            await self._retry(job_ids)
+
+    async def _retry(self, job_ids: Iterable[str]) -> None:
         for job in self._select(job_ids):
             if job.status not in (JobStatus.FAILED, JobStatus.CANCELED):
                 continue
@@ -581,6 +656,10 @@ class TransferManager:
         """Forget jobs (canceling running ones); ``delete_files`` also deletes partial downloads (never a
         completed download or an upload's source)."""
         self._check_open()
+        async with self._network_lock:
+            await self._remove(job_ids, delete_files)
+
+    async def _remove(self, job_ids: Iterable[str], delete_files: bool) -> None:
         assert self._db is not None
         removed: list[str] = []
         for job in self._select(job_ids):
@@ -615,6 +694,7 @@ class TransferManager:
         limit = bytes_per_second or None
         await self._client.set_rate_limit(limit)
         self._rate_limit = limit
+        self._config = self._config.replace(rate_limit=limit)  # a replacement client starts with it
 
     async def set_concurrency(self, downloads: int, uploads: int) -> None:
         """How many downloads and uploads run at once, live."""
@@ -625,6 +705,109 @@ class TransferManager:
             await self._client.set_max_concurrency(Direction.UPLOAD, uploads)
         except MeowError as err:
             raise ManagerError(describe_error(err)) from None
+        self._config = self._config.replace(max_download_concurrency=downloads, max_upload_concurrency=uploads)
+
+    # ------------------------------------------------------------------ network settings
+    async def set_network(self, settings: NetworkSettings, *, password: str | _Keep | None = KEEP,
+                          remember: bool = True) -> None:
+        """Use ``settings`` (proxy, bypass list, CA bundle) for every request from now on; before ``open()`` they
+        are simply the ones it starts with.
+
+        ``password``: the manual proxy's password; KEEP (default) uses the stored one, a string replaces it, None
+        forgets it. With ``remember`` it goes to (or is deleted from) the OS keyring; without, it is kept in memory
+        for this run only (the CLI's ``--proxy user:password@…``). Everything is checked first (the CA bundle is
+        read in a worker thread): a ManagerError says what is wrong, and then nothing changed. While transfers run,
+        the engine client is replaced; they pause on the old client and resume on the new one from their
+        checkpoints. Nothing happens when the effective settings are the ones in force.
+        """
+        try:
+            settings.check()
+            if settings.ca_bundle is not None:
+                ca_bundle = await asyncio.to_thread(check_ca_bundle_file, settings.ca_bundle)
+                settings = dataclasses.replace(settings, ca_bundle=ca_bundle)
+        except NetworkSettingsError as exc:
+            raise ManagerError(self._scrub(str(exc), password)) from None
+        async with self._network_lock:
+            if self._closing:
+                raise ManagerError("the transfer manager is closing")
+            if not isinstance(password, _Keep):
+                if password is not None and (not isinstance(password, str) or any(c in "\r\n\0" for c in password)):
+                    raise ManagerError("the proxy password cannot contain line breaks or NUL characters")
+                if remember:
+                    try:
+                        if password:
+                            await self.secrets.set(PROXY_PASSWORD_KEY, password)
+                        else:
+                            await self.secrets.delete(PROXY_PASSWORD_KEY)
+                    except SecretStoreUnavailable as exc:
+                        raise ManagerError(f"the proxy password could not be saved: {exc}", usage=False) from None
+                self._proxy_password, self._password_known = password or None, True
+            config = await self._engine_config_for(settings, tolerant=not self._opened)
+            self._network = settings
+            if not self._opened:
+                self._config = config
+                self._http.use(config)
+                return
+            if config == self._config:
+                return
+            log.info("network settings changed: %s", settings.describe())
+            await self._switch_engine(config)
+
+    async def _engine_config_for(self, settings: NetworkSettings, *, tolerant: bool = False) -> MeowConfig:
+        """The current engine config with ``settings`` (and the proxy password, read from the keyring if needed
+        and not known yet). When ``tolerant`` (before and at open) a keyring failure does not stop the start: the
+        proxy is used without the password (it then answers 407, which each job reports) and
+        :attr:`network_problem` says why; otherwise it is a ManagerError and nothing changes."""
+        password = None
+        self._network_problem = None
+        if settings.uses_password:
+            if not self._password_known:
+                try:
+                    self._proxy_password = await self.secrets.get(PROXY_PASSWORD_KEY)
+                    self._password_known = True
+                except SecretStoreUnavailable as exc:
+                    if not tolerant:
+                        raise ManagerError(f"the proxy password could not be read: {exc}", usage=False) from None
+                    self._network_problem = (f"the proxy password could not be read from the keyring "
+                                             f"({exc.problem}); the proxy is used without it")
+                    log.warning("%s", self._network_problem)
+            password = self._proxy_password
+        try:
+            return self._config.replace(**settings.engine_options(password))
+        except (MeowError, NetworkSettingsError) as exc:
+            text = exc.msg if isinstance(exc, MeowError) else str(exc)
+            raise ManagerError(self._scrub(text, password)) from None
+
+    async def _switch_engine(self, config: MeowConfig) -> None:
+        """Replace the engine client (the caller holds the network lock). The new client exists before the old one
+        closes, so nothing started meanwhile lands on a closing client; the old client's pauses are not taken for
+        the user's, and each transfer it ran that still wants to run starts again on the new one."""
+        old = self._client
+        assert old is not None
+        new = MeowClient(config)
+        new.register_global_progress_listener(self._on_record)
+        self._client, self._config = new, new.config
+        self._http.use(new.config)
+        running = dict(self._task_of)
+        self._retiring.update(running.values())
+        try:
+            with contextlib.suppress(MeowError):
+                await old.close()  # pauses every task (checkpoints kept) and delivers its last records
+        finally:
+            self._retiring.difference_update(running.values())
+        for job_id, task_id in running.items():
+            if self._task_of.get(job_id) != task_id:
+                continue  # it finished, or was restarted, while the old client closed
+            del self._task_of[job_id]
+            self._job_of.pop(task_id, None)
+            job = self._jobs.get(job_id)
+            if job is not None and job.status.wants_to_run and not self._closing:
+                await self._start(job)  # the job's lock is still ours: acquire() says so at once
+
+    def _scrub(self, text: str, extra: object = None) -> str:
+        """A message without the proxy password (known or just given)."""
+        text = scrub_password(text, self._proxy_password)
+        return scrub_password(text, extra) if isinstance(extra, str) else text
 
     # ------------------------------------------------------------------ batching
     def _call_listeners(self, method: str, arg: Any) -> None:
@@ -634,7 +817,21 @@ class TransferManager:
             except Exception:  # one broken listener must not stop the others or the manager
                 log.exception("transfer manager listener %r failed in %s", listener, method)
 
+    def _notify_early(self) -> None:
+        """Report a finished job on the next loop turn instead of up to NOTIFY_INTERVAL later (the CLI exits on
+        it), unless listeners were told something a moment ago: bursts of finishes still come in batches."""
+        if self._notify_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._notify_pending = True
+        loop.call_later(max(0.0, EARLY_NOTIFY_GAP - (time.monotonic() - self._last_notify)), self._notify)
+
     def _notify(self) -> None:
+        self._notify_pending = False
+        self._last_notify = time.monotonic()
         if self._changed:
             jobs = [self._jobs[i] for i in self._changed if i in self._jobs]
             self._changed.clear()

@@ -19,6 +19,8 @@ Why it is shaped like this:
 * Keyring calls can block (D-Bus, an unlock prompt), so the async API runs every one of them in a worker thread,
   never on the event loop, which the window shares. They are serialised by a lock: some backends are not
   thread-safe. The ``*_sync`` facade is for code without an event loop (the CLI); never call it on a loop.
+* ``keyring`` itself is imported on the first probe, not with this module: a CLI run without any secret (a plain
+  download) never pays for it (20-30 ms of imports, plus ~0.1 s of backend discovery).
 """
 
 from __future__ import annotations
@@ -28,14 +30,10 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import keyring
-import keyring.core
-import keyring.errors
-from keyring.backend import KeyringBackend
-from keyring.backends import fail, null
-from keyring.backends.chainer import ChainerBackend
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 __all__ = ["SESSION_ONLY_NAME", "SecretStore", "SecretStoreLocked", "SecretStoreUnavailable"]
 
@@ -72,6 +70,9 @@ def _class_path(backend: object) -> str:
 
 def _refusal(backend: KeyringBackend, explicit: bool) -> str | None:
     """Why ``backend`` must not hold secrets, or None when it may."""
+    from keyring.backends import fail, null
+    from keyring.backends.chainer import ChainerBackend
+
     if isinstance(backend, fail.Keyring):
         return "no keyring backend is available"
     if isinstance(backend, null.Keyring):
@@ -88,6 +89,8 @@ def _explicit_choice() -> bool:
     """Whether the user named a backend themselves (environment or keyring's config file)."""
     if os.environ.get("PYTHON_KEYRING_BACKEND", "").strip():
         return True
+    import keyring.core
+
     try:
         return keyring.core.load_config() is not None
     except Exception:  # a broken keyringrc is not an explicit choice we can honour
@@ -96,6 +99,8 @@ def _explicit_choice() -> bool:
 
 def _choose(found: KeyringBackend, explicit: bool) -> tuple[KeyringBackend | None, str]:
     """The backend to use (or None) and, when None, the reason."""
+    from keyring.backends.chainer import ChainerBackend
+
     reason = _refusal(found, explicit)
     if reason is not None:
         return None, reason
@@ -145,7 +150,12 @@ class SecretStore:
             if self._probed:
                 return
             try:
-                found = self._given if self._given is not None else keyring.get_keyring()
+                if self._given is not None:
+                    found = self._given
+                else:
+                    import keyring
+
+                    found = keyring.get_keyring()
                 self._backend, self._reason = _choose(found, _explicit_choice())
             except Exception as exc:
                 self._backend, self._reason = None, f"the keyring could not be loaded ({type(exc).__name__})"
@@ -209,6 +219,8 @@ class SecretStore:
     # ------------------------------------------------------------------ operations
     def _call(self, what: str, fn: Callable[[KeyringBackend], T], value: str | None = None) -> T:
         """Run one backend call with the errors turned into plain sentences (blocking; in a worker thread)."""
+        import keyring.errors
+
         self._probe()
         with self._call_lock:
             backend = self._backend
@@ -256,6 +268,8 @@ class SecretStore:
         if self._memory is not None:
             self._memory.pop(key, None)
             return
+
+        import keyring.errors
 
         def delete(backend: KeyringBackend) -> None:
             try:

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import QApplication, QCheckBox, QMessageBox, QWidget
 from app.manager.manager import ManagerError
 from app.ui import preferences as prefkeys
 from app.ui.dialogs.common import TaskOwner
+from app.ui.gui_gc import GuiThreadCollector
 from app.ui.preferences import Preferences
 from app.ui.single_instance import SingleInstance, instance_name, normalize_arguments, send_arguments
 from app.ui.tray import TrayIcon
@@ -175,8 +176,13 @@ class AppShell(QObject):
     # -- start -------------------------------------------------------------------------------------------
 
     async def start(self, arguments: Sequence[str] = ()) -> None:
+        # The network settings first: jobs restored by open() must not start on a route the user turned off.
+        network_problem = await self.apply_network()
         await self.manager.open()
-        await self.apply_preferences()
+        partly = getattr(self.manager, "network_problem", None)
+        if partly and not network_problem:
+            network_problem = _tr("The network settings apply only in part: {reason}").format(reason=partly)
+        await self.apply_preferences(network=False)
         self.preferences.changed.connect(self._preference_changed)
 
         window = self._window_factory(self.manager, self.preferences)
@@ -197,6 +203,8 @@ class AppShell(QObject):
         else:
             window.show()
         self.started = True
+        if network_problem:
+            self.show_status(network_problem)
 
         pending = [*arguments, *self._early_arguments]
         self._early_arguments.clear()
@@ -214,9 +222,27 @@ class AppShell(QObject):
 
     # -- preferences -> manager --------------------------------------------------------------------------
 
-    async def apply_preferences(self, keys: set[str] | None = None) -> None:
-        """Push concurrency, the speed limit and job defaults to the manager (all, or what ``keys`` touch)."""
+    async def apply_network(self) -> str | None:
+        """Push the network preferences (proxy, bypass list, CA bundle; the password is the manager's, in the
+        keyring) to the manager; the sentence to show when they cannot be applied (the manager keeps the previous
+        ones), else None."""
+        set_network = getattr(self.manager, "set_network", None)
+        if set_network is None:
+            return None
+        try:
+            await set_network(self.preferences.network_settings)
+        except ManagerError as exc:
+            return _tr("The network settings were not applied: {reason}").format(reason=exc)
+        return None
+
+    async def apply_preferences(self, keys: set[str] | None = None, *, network: bool = True) -> None:
+        """Push concurrency, the speed limit, job defaults and (with ``network``) the network settings to the
+        manager: all, or what ``keys`` touch."""
         p = self.preferences
+        if network and (keys is None or keys & set(prefkeys.NETWORK_KEYS)):
+            problem = await self.apply_network()
+            if problem:
+                self.show_status(problem)
         # Defaults for jobs whose options leave them unset (older history rows): plain attributes of the manager.
         if (keys is None or prefkeys.CONNECTIONS in keys) and hasattr(self.manager, "default_connections"):
             self.manager.default_connections = p.connections
@@ -449,6 +475,7 @@ def run_app(arguments: Sequence[str] = ()) -> int:
     translators = install_translations(app)
     from app.manager.manager import TransferManager
 
+    collector = GuiThreadCollector(app)  # before any engine thread runs: Qt objects die on the GUI thread only
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     shell = AppShell(TransferManager(), Preferences(), instance=instance)
@@ -466,6 +493,7 @@ def run_app(arguments: Sequence[str] = ()) -> int:
     finally:
         asyncio.set_event_loop(None)
         app.removeEventFilter(file_open)
+        collector.stop()
         del wakeup, translators
     return code
 
@@ -487,6 +515,7 @@ def self_test() -> int:
         QSettings.setDefaultFormat(QSettings.Format.IniFormat)
         QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, os.path.join(tmp, "settings"))
         preferences = Preferences()
+        collector = GuiThreadCollector(app)
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
         try:
@@ -497,6 +526,7 @@ def self_test() -> int:
             return 1
         finally:
             asyncio.set_event_loop(None)
+            collector.stop()
     if not ok:
         print("self-test failed: the main window did not come up", file=sys.stderr)
         return 1

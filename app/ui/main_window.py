@@ -672,7 +672,8 @@ class MainWindow(QMainWindow):
         def factory() -> Any:
             from app.ui.dialogs.preferences import PreferencesDialog
 
-            return PreferencesDialog(self._preferences, parent=self)
+            network = self._manager if hasattr(self._manager, "set_network") else None
+            return PreferencesDialog(self._preferences, parent=self, network=network)
 
         self._open_dialog(factory)
 

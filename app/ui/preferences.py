@@ -4,6 +4,11 @@ Why a wrapper instead of raw ``QSettings.value`` calls: QSettings returns string
 native types from the registry/plist, so every reader would have to coerce and validate on its own.
 Here each preference has one key, one type, one default and one validation rule, and a ``changed``
 signal lets the shell re-apply concurrency and speed limits to the manager the moment they change.
+
+The network preferences (proxy, bypass list, CA bundle) are read and written together as the manager's
+:class:`~app.manager.network.NetworkSettings`, so the window and the manager judge them by one set of rules. The
+proxy password is not a preference: it lives in the OS keyring (the manager's ``set_network`` puts it there) and
+never in this file.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, QSettings, QStandardPaths, Signal
 
 from app.engine.redact import redact_url
+from app.manager.network import NetworkSettings, NetworkSettingsError, ProxyMode
 
-__all__ = ["KEYS", "MAX_CHUNK_SIZE", "MAX_CONNECTIONS", "MIN_CHUNK_SIZE", "Preferences", "PreferencesError"]
+__all__ = ["KEYS", "MAX_CHUNK_SIZE", "MAX_CONNECTIONS", "MIN_CHUNK_SIZE", "NETWORK_KEYS", "Preferences",
+           "PreferencesError"]
 
 MIB = 1024 * 1024
 MAX_TRANSFERS = 64
@@ -34,6 +41,14 @@ UPLOAD_REMOTE = "paths/default_upload_remote"
 START_MINIMIZED = "window/start_minimized"
 NOTIFICATIONS = "window/notifications"
 CLOSE_TO_TRAY = "window/close_to_tray"
+PROXY_MODE = "network/proxy_mode"
+PROXY_URL = "network/proxy_url"
+PROXY_USER = "network/proxy_user"
+NO_PROXY = "network/no_proxy"
+CA_BUNDLE = "network/ca_bundle"
+
+#: The keys of NetworkSettings' fields, in its order; the password has none (keyring only).
+NETWORK_KEYS = (PROXY_MODE, PROXY_URL, PROXY_USER, NO_PROXY, CA_BUNDLE)
 
 KEYS = (
     MAX_DOWNLOADS,
@@ -46,6 +61,7 @@ KEYS = (
     START_MINIMIZED,
     NOTIFICATIONS,
     CLOSE_TO_TRAY,
+    *NETWORK_KEYS,
 )
 
 
@@ -290,6 +306,44 @@ class Preferences(QObject):
         self._store(CLOSE_TO_TRAY, value)
 
 
+    # -- network -----------------------------------------------------------------------------------------
+
+    @property
+    def network_settings(self) -> NetworkSettings:
+        """Proxy, bypass list and CA bundle (never the password). A damaged or hand-edited file that no longer
+        describes usable settings falls back to the defaults (follow the system), as other damaged values do."""
+        raw = {
+            "proxy_mode": self._settings.value(PROXY_MODE) or ProxyMode.SYSTEM.value,
+            "proxy_url": self._settings.value(PROXY_URL) or "",
+            "proxy_user": self._settings.value(PROXY_USER) or "",
+            "no_proxy": self._settings.value(NO_PROXY) or None,
+            "ca_bundle": self._settings.value(CA_BUNDLE) or None,
+        }
+        try:
+            settings = NetworkSettings.from_mapping({k: v if v is None else str(v) for k, v in raw.items()})
+            settings.check()
+        except NetworkSettingsError:
+            return NetworkSettings()
+        return settings
+
+    @network_settings.setter
+    def network_settings(self, value: NetworkSettings) -> None:
+        """Store every field (checked first, without touching files: the CA bundle's content is checked where it
+        is chosen, off the event loop); each key that really changed is signalled once."""
+        if not isinstance(value, NetworkSettings):
+            raise PreferencesError(_tr("The network settings are not valid."))
+        try:
+            value.check()
+        except NetworkSettingsError as exc:
+            raise PreferencesError(str(exc)) from None
+        stored = value.as_mapping()
+        if stored["proxy_mode"] == ProxyMode.SYSTEM.value:
+            stored["proxy_mode"] = None  # the default is not written: no change signalled for it
+        for key, field_name in zip(NETWORK_KEYS, ("proxy_mode", "proxy_url", "proxy_user", "no_proxy", "ca_bundle"),
+                                   strict=True):
+            self._store(key, stored[field_name] or None)
+
+
 _GETTERS = {
     MAX_DOWNLOADS: lambda p: p.max_downloads,
     MAX_UPLOADS: lambda p: p.max_uploads,
@@ -301,4 +355,9 @@ _GETTERS = {
     START_MINIMIZED: lambda p: p.start_minimized,
     NOTIFICATIONS: lambda p: p.notifications,
     CLOSE_TO_TRAY: lambda p: p.close_to_tray,
+    PROXY_MODE: lambda p: p._settings.value(PROXY_MODE) or None,
+    PROXY_URL: lambda p: p._settings.value(PROXY_URL) or None,
+    PROXY_USER: lambda p: p._settings.value(PROXY_USER) or None,
+    NO_PROXY: lambda p: p._settings.value(NO_PROXY) or None,
+    CA_BUNDLE: lambda p: p._settings.value(CA_BUNDLE) or None,
 }

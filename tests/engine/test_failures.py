@@ -6,14 +6,17 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+from pathlib import Path
 
 import httpx
 import pytest
 
+from app.engine.api import DownloadPounceBuilder
 from app.engine.errors import InnerErrorCode as E
 from app.engine.failures import request_secrets, status_error, transport_error
 from app.engine.network import Proxy
 from app.engine.wire import ProxyRefused
+from tests.support.engine_helpers import Recorder, failed_with, meow
 
 
 def _cert_error() -> ssl.SSLCertVerificationError:
@@ -89,3 +92,18 @@ def test_status_errors_scrub_what_the_request_carried() -> None:
     assert "SHAREDKEYSIGNATURE" not in err.msg and "SIGNATURE+abc" not in err.msg
     err = status_error(503, httpx.Headers({"retry-after": "7"}), "GET", b"busy", 60)
     assert err.retryable and err.retry_after == 7
+
+
+@pytest.mark.asyncio
+async def test_a_proxy_that_cannot_be_reached_is_named(tmp_path: Path) -> None:
+    """A refused connection to the proxy says it was the proxy, not the server (and stays a retryable fault)."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    rec = Recorder()
+    async with meow(proxy=f"http://alice:s3cret@127.0.0.1:{port}") as client:
+        task = DownloadPounceBuilder("f.bin", tmp_path / "f.bin", 1024, "http://example.invalid/f.bin")
+        final = await rec.wait_terminal(await client.try_enqueue(task.with_max_chunk_retries(1).build(),
+                                                                 rec.progress))
+    msg = failed_with(final, E.HTTP_ERROR, f"cannot reach the proxy http://REDACTED@127.0.0.1:{port}")
+    assert "s3cret" not in msg

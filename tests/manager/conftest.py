@@ -17,6 +17,7 @@ from app.manager.accounts import AccountStore
 from app.manager.database import Database
 from app.manager.secrets import SecretStore
 from tests.support.memory_keyring import MemoryKeyring
+from tests.support.tls import ca_bundle, private_ca, tls_server, untrusted_ca  # noqa: F401  (TLS fixtures)
 
 
 @pytest_asyncio.fixture

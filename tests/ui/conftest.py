@@ -13,6 +13,7 @@ from PySide6.QtCore import QCoreApplication, QMimeData, QPoint, QPointF, QSettin
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
+from app.ui.gui_gc import GuiThreadCollector
 from app.ui.job_table_model import JobTableModel
 from tests.support.qt_loop import make_loop
 from tests.ui.fake_manager import FakeManager
@@ -36,6 +37,15 @@ class MemoryKeyring(KeyringBackend):
 
     def delete_password(self, service: str, username: str) -> None:
         self.values.pop((service, username), None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gui_thread_collector(qapp: QApplication) -> Iterator[GuiThreadCollector]:
+    """As in the app: garbage (old windows, dialogs, models of earlier tests) is collected on the GUI thread only,
+    never by an engine thread of a later test that happens to allocate (which crashed Qt now and then)."""
+    collector = GuiThreadCollector(qapp)
+    yield collector
+    collector.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from typing import Any
 from app.manager.accounts import Account, AccountError
 from app.manager.jobs import Direction, Job, JobOptions, JobStatus, new_job_id
 from app.manager.listener import ManagerListener, Totals
-from app.manager.manager import ManagerError
+from app.manager.manager import KEEP, ManagerError
+from app.manager.network import NetworkSettings
 
 
 @dataclass
@@ -223,3 +224,7 @@ class FakeManager:
 
     async def set_concurrency(self, downloads: int, uploads: int) -> None:
         self._record("set_concurrency", downloads, uploads)
+
+    async def set_network(self, settings: NetworkSettings, *, password: Any = KEEP, remember: bool = True) -> None:
+        self._record("set_network", settings, password=password, remember=remember)
+        self.network = settings

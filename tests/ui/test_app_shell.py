@@ -25,6 +25,7 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
 from app.manager.listener import Totals
+from app.manager.network import NetworkSettings
 from app.ui.app import (
     APP_NAME,
     AppShell,
@@ -96,7 +97,9 @@ def busy(shell: AppShell) -> None:
 def test_start_opens_manager_applies_preferences_and_shows_window(qtbot, shell: AppShell) -> None:
     start(qtbot, shell)
     m = shell.manager
-    assert m.calls[:3] == [("open",), ("set_concurrency", 3, 2), ("set_rate_limit", None)]
+    # The network settings before open(): restored jobs start on the route the user chose.
+    assert m.calls[:4] == [("set_network", NetworkSettings()), ("open",), ("set_concurrency", 3, 2),
+                           ("set_rate_limit", None)]
     assert isinstance(shell.window, ContractWindow) and shell.window.isVisible()
     assert shell.window.close_handler == shell.handle_close
     assert shell.tray in m.listeners

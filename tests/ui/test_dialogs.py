@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QMessageBox
 
 from app.manager.accounts import Account, Auth, Provider
+from app.manager.network import NetworkSettings, ProxyMode
 from app.ui.dialogs import AccountsDialog, NewDownloadDialog, NewUploadDialog, PreferencesDialog
 from app.ui.dialogs.new_download import parse_urls, validate_sha256
 from app.ui.dialogs.preferences import KIB, MIB, split_speed
@@ -479,9 +481,12 @@ def test_accounts_delete_asks_first(qtbot, aloop) -> None:
 # -- preferences ----------------------------------------------------------------------------------------------
 
 
-def test_preferences_dialog_shows_and_saves_every_field(qtbot, prefs, tmp_path: Path) -> None:
+def test_preferences_dialog_shows_and_saves_every_field(qtbot, aloop, prefs, tmp_path: Path) -> None:
     prefs.speed_limit = 2 * MIB
-    dialog = PreferencesDialog(prefs)
+    manager = FakeManager()
+    ca = tmp_path / "office-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    dialog = PreferencesDialog(prefs, network=manager)
     qtbot.addWidget(dialog)
     dialog.open()
     assert dialog.max_downloads_spin.value() == 3
@@ -504,9 +509,20 @@ def test_preferences_dialog_shows_and_saves_every_field(qtbot, prefs, tmp_path: 
     dialog.start_minimized_check.setChecked(True)
     dialog.notifications_check.setChecked(False)
     dialog.close_combo.setCurrentIndex(dialog.close_combo.findData(True))
+    assert dialog.proxy_system_radio.isChecked() and not dialog.proxy_url_edit.isEnabled()
+    dialog.proxy_manual_radio.setChecked(True)
+    dialog.proxy_url_edit.setText("http://proxy.example.com:3128")
+    dialog.proxy_user_edit.setText("alice")
+    dialog.proxy_password_edit.setText("pw-in-the-keyring")
+    dialog.no_proxy_edit.setText("localhost, .corp.example")
+    dialog.ca_bundle_edit.setText(str(ca))
     with qtbot.waitSignal(dialog.accepted, timeout=3000):
         click_ok(qtbot, dialog)
     fresh = Preferences()
+    expected = NetworkSettings(ProxyMode.MANUAL, "http://proxy.example.com:3128", "alice", "localhost, .corp.example",
+                               str(ca))
+    assert fresh.network_settings == expected
+    assert manager.calls == [("set_network", expected)] and manager.proxy_password == "pw-in-the-keyring"
     assert (fresh.max_downloads, fresh.max_uploads, fresh.connections) == (6, 4, 12)
     assert fresh.chunk_size == 16 * MIB
     assert fresh.speed_limit == 300 * KIB

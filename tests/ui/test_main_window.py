@@ -539,7 +539,7 @@ def test_dialog_actions_open_the_dialogs(window: MainWindow, manager: FakeManage
         ("NewDownloadDialog", (manager, prefs), {"parent": window, "url": ""}),
         ("NewUploadDialog", (manager, prefs), {"parent": window, "files": []}),
         ("AccountsDialog", (manager.accounts,), {"parent": window}),
-        ("PreferencesDialog", (prefs,), {"parent": window}),
+        ("PreferencesDialog", (prefs,), {"parent": window, "network": manager}),  # the manager applies the proxy
     ]
 
 

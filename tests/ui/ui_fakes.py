@@ -18,7 +18,8 @@ from typing import Any, Protocol
 from app.manager.accounts import Account, AccountError
 from app.manager.jobs import Direction, Job, JobOptions, JobStatus, new_job_id
 from app.manager.listener import Totals
-from app.manager.manager import ManagerError
+from app.manager.manager import KEEP, ManagerError
+from app.manager.network import NetworkSettings
 from app.manager.secrets import SecretStoreUnavailable
 from app.ui.job_table_model import JobTableModel
 
@@ -72,6 +73,9 @@ class FakeManager:
         self.accounts: Any = None
         self.default_connections = 4
         self.default_chunk_size = 8 * 1024 * 1024
+        self.network = NetworkSettings()
+        self.network_error: ManagerError | None = None
+        self.proxy_password: str | None = None
 
     async def open(self) -> None:
         await asyncio.sleep(0)
@@ -126,6 +130,17 @@ class FakeManager:
 
     async def set_concurrency(self, downloads: int, uploads: int) -> None:
         self.calls.append(("set_concurrency", downloads, uploads))
+
+    async def set_network(self, settings: NetworkSettings, *, password: Any = KEEP, remember: bool = True) -> None:
+        """As TransferManager.set_network: nothing changes when it refuses (``network_error``); the password is
+        kept apart (``proxy_password``), as the real one keeps it in the keyring."""
+        await asyncio.sleep(0)
+        self.calls.append(("set_network", settings))
+        if self.network_error is not None:
+            raise self.network_error
+        if password is not KEEP:
+            self.proxy_password = password
+        self.network = settings
 
     async def pause(self, job_ids: Iterable[str]) -> None:
         self.calls.append(("pause", list(job_ids)))
