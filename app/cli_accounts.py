@@ -58,10 +58,10 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     bad value, password included."""
     group = p.add_argument_group("network (override the environment for this run)")
     group.add_argument("--proxy", "-x", metavar="URL",
-                       help="proxy for every request: http://[USER:PASSWORD@]HOST:PORT, socks5:// or socks5h:// "
-                            "(SOCKS needs the python-socks and socksio packages); '' = no proxy. Default: "
-                            "http_proxy/https_proxy/all_proxy from the environment, as curl reads them. A password "
-                            "given here is used for this run only and never printed")
+                       help="proxy for every request: http://[USER:PASSWORD@]HOST:PORT, socks5:// or "
+                            "socks5h://; '' = no proxy. Default: http_proxy/https_proxy/all_proxy from the "
+                            "environment, as curl reads them. A password given here is used for this run only "
+                            "and never printed")
     group.add_argument("--noproxy", metavar="LIST",
                        help="comma-separated hosts that bypass the proxy (a name also matches its subdomains; IP "
                             "addresses, CIDR ranges; '*' = no proxy at all). Default: no_proxy from the environment")

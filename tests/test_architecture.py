@@ -1,8 +1,8 @@
 """The layering rules hold: import-linter's contracts in pyproject.toml ([tool.importlinter]) are kept.
 
-They say what DESIGN.md says: the window and the CLI sit above the manager, above the providers, above the
-engine; the window and the CLI reach the engine only through the manager; providers use the engine only through
-app.engine.plugin_sdk. A broken contract fails here with lint-imports' own report of the offending import chain.
+They say what docs/engine.md ("Layers") says: the window and the CLI sit above the manager, above the providers,
+above the engine; the window and the CLI reach the engine only through the manager; providers use the engine only
+through app.engine.plugin_sdk. A broken contract fails here with lint-imports' own report of the offending import chain.
 """
 
 from __future__ import annotations

@@ -567,7 +567,7 @@ _LOADED_PROVIDERS = ("import json, sys; from app.cli import main; rc = main(sys.
 
 
 def test_plain_url_transfers_do_not_load_the_provider_plugins(srv: TestHttpServer, cwd: Path) -> None:
-    """Every CLI start pays for what it imports (README "Performance"): the OSS and Azure plugins load only for a
+    """Every CLI start pays for what it imports (docs/performance.md): the OSS and Azure plugins load only for a
     URL or account that needs them, never for a plain http(s) download or default-protocol upload."""
     data = payload(64 * KiB)
     srv.add_file("/p/plain.bin", data)

@@ -66,7 +66,7 @@ from app.manager.network import HttpClients
 from app.manager.secrets import SecretStore, SecretStoreLocked, SecretStoreUnavailable
 
 # The provider plugins (OSS, Azure, presigned URLs) are imported where an account or a URL needs them, never here:
-# a plain http(s) transfer does not load them (about 30 ms of every CLI start, README "Performance"). Nor httpx and
+# a plain http(s) transfer does not load them (about 30 ms of every CLI start, docs/performance.md). Nor httpx and
 # the XML parser: only connection tests and the presign service use them, and a plain download (which resolves its
 # URL here) never loads httpx at all since the engine's probe goes on its own data path.
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """SOCKS5 proxies (``socks5://`` resolves names here, ``socks5h://`` at the proxy), through a real SOCKS5 server
 (pproxy) for both of the engine's HTTP stacks: the probe (httpx with socksio) and the bodies (the data path with
-python-socks). Both libraries are the ``socks`` extra; the test extra installs them."""
+python-socks). Both libraries are dependencies of Rusty Cat."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The README's five provider examples run as written, against Azurite and the fake OSS server."""
+"""The five provider examples in docs/engine.md run as written, against Azurite and the fake OSS server."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import pytest
 from tests.support.fake_oss import DEFAULT_BUCKET, FakeOssServer
 
 ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "engine.md"
 DATA = os.urandom(2 * 1024 * 1024 + 3)
 
 
 def example(name: str) -> str:
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- example: {re.escape(name)} -->\n```python\n(.*?)```", readme, re.S)
-    assert match, f"README has no example {name!r}"
+    text = DOC.read_text()
+    match = re.search(rf"<!-- example: {re.escape(name)} -->\n```python\n(.*?)```", text, re.S)
+    assert match, f"{DOC.relative_to(ROOT)} has no example {name!r}"
     return match.group(1)
 
 
