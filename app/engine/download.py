@@ -479,7 +479,7 @@ class DownloadRun:
                 )
             ckpt.boot_id = boot
             if probe.total:
-                preallocate(fd, probe.total)
+                preallocate(fd, probe.total, self.part_path)
         except OSError as exc:
             os.close(fd)
             raise io_error(exc, f"cannot prepare {self.part_path}") from None

@@ -178,16 +178,43 @@ def _mtime_or_zero(path: str) -> float:
         return 0.0
 
 
-def preallocate(fd: int, size: int) -> None:
-    """Reserve ``size`` bytes so a full disk fails now, not hours in; sparse fallback where unsupported."""
+#: File systems whose blocks are memory: reserving them zeroes every page up front (0.15 s per GiB here, a quarter of
+#: a loopback download), where the download's own writes fill the pages without zeroing them first. There the free
+#: space is checked instead, and nothing is reserved.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+
+
+def preallocate(fd: int, size: int, path: str) -> None:
+    """Reserve ``size`` bytes on a disk so a full disk fails now, not hours in, and a disk that fills up later cannot
+    stop the download (ENOSPC/EDQUOT as an OSError); on a memory file system, or where the system cannot reserve,
+    check the free space and size the file sparsely."""
     if size <= 0:
         return
-    if hasattr(os, "posix_fallocate"):
+    if hasattr(os, "posix_fallocate") and filesystem_type(path) not in MEMORY_FILESYSTEMS:
         try:
             os.posix_fallocate(fd, 0, size)
             return
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise
-    if os.fstat(fd).st_size < size:
+    st = os.fstat(fd)
+    if hasattr(os, "fstatvfs"):
+        vfs = os.fstatvfs(fd)
+        if size - getattr(st, "st_blocks", 0) * 512 > vfs.f_bavail * vfs.f_frsize:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if st.st_size < size:
         os.ftruncate(fd, size)
+
+
+def filesystem_type(path: str) -> str | None:
+    """The type of the file system holding ``path`` (Linux: the longest mount point above it in /proc/self/mounts);
+    None where that cannot be known."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            mounts = [line.split()[1:3] for line in f if len(line.split()) >= 3]
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    above = [(point.replace("\\040", " "), kind) for point, kind in mounts]
+    above = [(point, kind) for point, kind in above if real == point or real.startswith(point.rstrip("/") + "/")]
+    return max(above, key=lambda m: len(m[0]))[1] if above else None

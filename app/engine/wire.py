@@ -423,10 +423,6 @@ class WireResponse:
             out += view[:n]
         return bytes(out)
 
-    @property
-    def complete(self) -> bool:
-        return self._raw.isclosed()
-
     def close(self) -> None:
         if self._closed:
             return
@@ -439,12 +435,6 @@ class WireResponse:
         else:
             self._raw.close()
             self._conn.close()
-
-    def __enter__(self) -> WireResponse:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------------------------------------- the pool

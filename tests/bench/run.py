@@ -31,6 +31,7 @@ from importlib.metadata import version
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.engine.fileio import filesystem_type
 from tests.bench.common import (
     ChildRun,
     GiB,
@@ -521,18 +522,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-profile", action="store_true",
                    help="take no py-spy profile of a missed target (they cost one more run of the command each)")
     return p
-
-
-def filesystem_type(path: str) -> str | None:
-    """The type of the file system holding ``path`` (Linux: the longest mount point above it), for the report."""
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
-            mounts = [line.split()[1:3] for line in f if len(line.split()) >= 3]
-    except OSError:
-        return None
-    real = os.path.realpath(path)
-    above = [(point, kind) for point, kind in mounts if real == point or real.startswith(point.rstrip("/") + "/")]
-    return max(above, key=lambda m: len(m[0]))[1] if above else None
 
 
 def default_workdir(args: argparse.Namespace) -> str:

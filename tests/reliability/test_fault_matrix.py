@@ -35,7 +35,8 @@ import pytest
 
 from app.engine import checkpoint
 from app.engine import wire as engine_wire
-from app.engine.api import InnerErrorCode, RangeIgnoredPolicy, TransferStatus
+from app.engine.api import DownloadPounceBuilder, InnerErrorCode, RangeIgnoredPolicy, TransferStatus
+from app.engine.fileio import filesystem_type
 from app.engine.redact import strip_query
 from tests.reliability.fault_matrix import (
     CHUNK,
@@ -56,7 +57,7 @@ from tests.reliability.fault_matrix import (
     is_probe,
     run_task,
 )
-from tests.support.engine_helpers import KIB, blob, sha
+from tests.support.engine_helpers import KIB, Recorder, blob, meow, sha
 from tests.support.fake_oss import FakeOssServer
 from tests.support.fault_proxy import FaultProxy, ProxyFault
 from tests.support.http_server import TestHttpServer
@@ -526,6 +527,30 @@ def tmpfs(path: Path, size: str = "2m") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
+@contextlib.contextmanager
+def small_disk(path: Path, size_kib: int = 3072) -> Iterator[Path]:
+    """A small ext4 file system (a loop-mounted image, root only) at ``path``: a disk, where reserving a file's space
+    means what it means on the users' disks (on a memory file system the engine checks free space instead). The case
+    is skipped, with the reason, where an image cannot be made or mounted."""
+    path.mkdir(parents=True, exist_ok=True)
+    image = path.with_name(path.name + ".img")
+    with open(image, "wb") as f:
+        f.truncate(size_kib * KIB)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-b", "1024", "-m", "0", str(image)],
+                          capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make an ext4 image here (mkfs.ext4 from e2fsprogs): {made.stderr.strip()}")
+    done = subprocess.run(["mount", "-o", "loop", str(image), str(path)], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot loop-mount a disk image here (needs root and a loop device): {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+        image.unlink(missing_ok=True)
+
+
 def remount(path: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], check=True, capture_output=True)
 
@@ -590,7 +615,7 @@ async def dl_disk_full_preallocation(h: Harness, cell: Cell, tmp: Path) -> str:
     DISK_FULL (not hours in, and not with a file full of holes); with space freed, a rerun completes."""
     data = blob(SIZE, 26)
     h.put_remote(data)
-    with tmpfs(tmp / "small") as mnt:
+    with small_disk(tmp / "small") as mnt:
         filler = fill(mnt, leave=SIZE // 2)
         note("", local_fault=True)
         dest = mnt / "f.bin"
@@ -606,7 +631,7 @@ async def dl_disk_full_on_resume(h: Harness, cell: Cell, tmp: Path) -> str:
     """The disk fills up between a failed run and its resume: the resume fails with DISK_FULL and leaves the
     ``.part`` and its checkpoint exactly as they were; with space freed, the next run fetches only the rest."""
     data = blob(SIZE, 27)
-    with tmpfs(tmp / "small") as mnt:
+    with small_disk(tmp / "small") as mnt:
         dest = mnt / "f.bin"
         done = await failed_first_run(h, dest, data)
         part, ckpt = parts_of(dest)
@@ -632,7 +657,7 @@ def dl_disk_full_mid_run(then_fail: bool) -> Scenario:
         ``.part`` and the last checkpoint that could be saved; with space freed, the next run finishes."""
         data = blob(SIZE, 29)
         h.put_remote(data)
-        with tmpfs(tmp / "small") as mnt:
+        with small_disk(tmp / "small") as mnt:
             dest = mnt / "f.bin"
             full = KeptFull(mnt)
             h.fault("truncate", "body_get", after_bytes=PROGRESS, times=1, on_apply=lambda _: full.start())
@@ -1080,3 +1105,20 @@ def test_proxy_fault_kinds(wire: tuple[TestHttpServer, FaultProxy], kind: str) -
         assert error is not None and len(log) == 1 and log[0].status != 0, "the server acted; no answer came"
     else:  # the server got a part of the body and never answered
         assert error is not None and log == [] and proxy.exchanges[0].forwarded == 100
+
+
+@pytest.mark.asyncio
+async def test_on_a_memory_file_system_a_file_too_big_fails_at_once(tmp_path: Path) -> None:
+    """On tmpfs the space is not reserved (that would zero every page up front) but checked: a file bigger than the
+    free memory fails before a byte is fetched, with DISK_FULL, and nothing is left at the destination."""
+    with TestHttpServer() as srv, tmpfs(tmp_path / "mem", "1m") as mnt:
+        assert filesystem_type(str(mnt)) == "tmpfs"
+        srv.add_file("/f.bin", blob(2 << 20, 31))
+        rec = Recorder()
+        async with meow() as client:
+            task = DownloadPounceBuilder("f.bin", mnt / "f.bin", 256 * KIB, srv.url("/f.bin")).build()
+            final = await rec.wait_terminal(await client.try_enqueue(task, rec.progress))
+        assert final.status is TransferStatus.FAILED and final.error is not None
+        assert final.error.code == E.DISK_FULL and "no space left" in final.error.msg, final.error
+        assert not any(r.method == "GET" and r.range != "bytes=0-0" for r in srv.requests), "bytes were fetched"
+        assert not (mnt / "f.bin").exists()
