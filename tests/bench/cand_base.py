@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -109,6 +109,28 @@ def pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     done = 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], offset + done)
+
+
+class Readable(Protocol):
+    def readinto(self, view: memoryview) -> int: ...
+
+
+def read_range_into(resp: Readable, fd: int, start: int, end: int, batch: int) -> None:
+    """A blocking body's bytes ``[start, end)`` into the file: ``READ``-sized reads gathered into one reused buffer of
+    ``batch`` bytes, each full buffer written at its offset (the threaded candidates' shared loop)."""
+    buf = bytearray(min(batch, end - start))
+    view = memoryview(buf)
+    at = start
+    while at < end:
+        want = min(len(buf), end - at)
+        filled = 0
+        while filled < want:
+            n = resp.readinto(view[filled:min(filled + READ, want)])
+            if not n:
+                raise EOFError(f"the body ended at {at + filled}, expected {end}")
+            filled += n
+        pwrite_all(fd, view[:filled], at)
+        at += filled
 
 
 def check_range(status: int, content_range: str | None, start: int, end: int, total: int) -> None:

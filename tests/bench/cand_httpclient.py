@@ -18,14 +18,13 @@ import time
 from typing import TYPE_CHECKING
 
 from tests.bench.cand_base import (
-    READ,
     Job,
     check_range,
     finish,
     open_output,
     parse_args,
-    pwrite_all,
     range_header,
+    read_range_into,
     split,
 )
 
@@ -44,19 +43,7 @@ def fetch(job: Job, conn: http.client.HTTPConnection, fd: int, start: int, end: 
     conn.request("GET", job.target, headers={"Range": range_header(start, end), "Accept-Encoding": "identity"})
     resp = conn.getresponse()
     check_range(resp.status, resp.getheader("Content-Range"), start, end, total)
-    buf = bytearray(min(job.batch, end - start))
-    view = memoryview(buf)
-    at = start
-    while at < end:
-        want = min(len(buf), end - at)
-        filled = 0
-        while filled < want:
-            n = resp.readinto(view[filled:min(filled + READ, want)])
-            if not n:
-                raise EOFError(f"the body ended at {at + filled}, expected {end}")
-            filled += n
-        pwrite_all(fd, view[:filled], at)
-        at += filled
+    read_range_into(resp, fd, start, end, job.batch)
     conn.close()
 
 

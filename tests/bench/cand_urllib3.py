@@ -16,14 +16,13 @@ import time
 import urllib3
 
 from tests.bench.cand_base import (
-    READ,
     Job,
     check_range,
     finish,
     open_output,
     parse_args,
-    pwrite_all,
     range_header,
+    read_range_into,
     split,
 )
 
@@ -33,19 +32,7 @@ def fetch(job: Job, pool: urllib3.HTTPConnectionPool, fd: int, start: int, end: 
     resp = pool.request("GET", job.target, headers={"Range": range_header(start, end), "Accept-Encoding": "identity"},
                         preload_content=False, decode_content=False, retries=False)
     check_range(resp.status, resp.headers.get("Content-Range"), start, end, total)
-    buf = bytearray(min(job.batch, end - start))
-    view = memoryview(buf)
-    at = start
-    while at < end:
-        want = min(len(buf), end - at)
-        filled = 0
-        while filled < want:
-            n = resp.readinto(view[filled:min(filled + READ, want)])
-            if not n:
-                raise EOFError(f"the body ended at {at + filled}, expected {end}")
-            filled += n
-        pwrite_all(fd, view[:filled], at)
-        at += filled
+    read_range_into(resp, fd, start, end, job.batch)
     resp.release_conn()
 
 

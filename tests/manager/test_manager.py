@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
-import keyring
 import pytest
 import pytest_asyncio
 
@@ -18,7 +17,8 @@ from tests.support.engine_helpers import KIB, MIB, blob, sha
 from tests.support.http_server import TestHttpServer
 from tests.support.memory_keyring import MemoryKeyring
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60),
+              pytest.mark.usefixtures("memory_keyring")]  # the keyring: tests/manager/conftest.py
 
 
 class Events:
@@ -41,22 +41,6 @@ class Events:
 
     def job_finished(self, job: Job) -> None:
         self.finished.append((job.id, job.status))
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture(autouse=True)
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 @pytest.fixture

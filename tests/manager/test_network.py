@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
-import keyring
 import pytest
 import pytest_asyncio
 import trustme
@@ -37,7 +36,7 @@ from tests.support.http_server import Fault, TestHttpServer
 from tests.support.memory_keyring import MemoryKeyring
 from tests.support.tinyproxy import Tinyproxy
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("memory_keyring")]  # keyring: conftest.py
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
                    "NO_PROXY", "REQUEST_METHOD")
@@ -51,22 +50,6 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The machine's own proxy variables would decide where "system" goes; each test sets what it needs."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
-
-
-@pytest.fixture
-def srv() -> Iterator[TestHttpServer]:
-    with TestHttpServer() as server:
-        yield server
-    assert server.errors == []
 
 
 @pytest.fixture
