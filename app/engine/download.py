@@ -33,6 +33,7 @@ from app.engine.run import (
     ProgressRelay,
     RunContext,
     acquire_despite_cancel,
+    finish_despite_cancel,
     maybe_await,
     retrying,
     run_all,
@@ -251,16 +252,10 @@ class _PartFile:
 
     async def close(self, ctx: RunContext, keep_records: bool) -> None:
         """Runs to the end even while the task is being cancelled, so a pause never loses what reached the disk."""
-        fut = asyncio.ensure_future(ctx.in_thread(self.close_sync, keep_records))
-        await wait_despite_cancel(fut)
-        exc = fut.exception()
-        if isinstance(exc, OSError):  # e.g. ENOSPC saving the checkpoint: DiskFull/IoError, not an internal error
+        try:
+            await finish_despite_cancel(ctx.in_thread(self.close_sync, keep_records))
+        except OSError as exc:  # e.g. ENOSPC saving the checkpoint: DiskFull/IoError, not an internal error
             raise io_error(exc, f"cannot save the download checkpoint {self.paths.checkpoint}") from None
-        if exc is not None:
-            raise exc
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise asyncio.CancelledError
 
 
 class DownloadRun:

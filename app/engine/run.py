@@ -151,16 +151,20 @@ async def run_all(tasks: list[asyncio.Task[None]]) -> None:
         raise errors[0]  # the others are retrieved above, so none is reported as "never retrieved"
 
 
-async def wait_despite_cancel(fut: asyncio.Future[Any]) -> None:
-    """Wait until ``fut`` is done, whatever it ends with, however often the caller is cancelled meanwhile (the
-    caller re-raises its own cancellation afterwards). Its exception counts as retrieved."""
+async def wait_despite_cancel(fut: asyncio.Future[Any]) -> bool:
+    """Wait until ``fut`` is done, whatever it ends with, however often the caller is cancelled meanwhile; True when
+    the caller was (it re-raises its own cancellation afterwards). Its exception counts as retrieved."""
+    cancelled = False
     while not fut.done():
         try:
             await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not fut.cancelled()
         except BaseException:
             pass
     if not fut.cancelled():
         fut.exception()
+    return cancelled
 
 
 async def finish_despite_cancel(aw: Awaitable[T]) -> T:
@@ -169,17 +173,7 @@ async def finish_despite_cancel(aw: Awaitable[T]) -> T:
     the background: a paused run would then count as stopped while its last writes and checkpoint save still
     touch the file, racing the run that resumes it (or an fd number the OS has reused)."""
     fut = asyncio.ensure_future(aw)
-    cancelled = False
-    while not fut.done():
-        try:
-            await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            if fut.cancelled():
-                raise
-            cancelled = True
-        except BaseException:
-            break  # ``fut`` failed: its exception is raised by fut.result() below
-    if cancelled:
+    if await wait_despite_cancel(fut) or fut.cancelled():
         raise asyncio.CancelledError
     return fut.result()
 
