@@ -15,7 +15,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.engine.wire import Body, FileRange, ShortSource, Stopped, StopToken
+from app.engine.wire import Body, FileRange, ShortSource, Stopped, StopToken, read_at_most
 
 if TYPE_CHECKING:
     import httpx
@@ -156,14 +156,7 @@ class _HttpxResponse:
         return await self._pieces.__anext__()
 
     def read(self, limit: int) -> bytes:
-        out = bytearray()
-        buf = bytearray(min(limit, 1 << 16))
-        while len(out) < limit:
-            n = self.readinto(memoryview(buf)[:limit - len(out)])
-            if not n:
-                break
-            out += buf[:n]
-        return bytes(out)
+        return read_at_most(self.readinto, limit)
 
     def close(self) -> None:
         try:

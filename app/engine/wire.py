@@ -413,15 +413,7 @@ class WireResponse:
 
     def read(self, limit: int) -> bytes:
         """At most ``limit`` bytes of the body (an error page, a small XML or JSON answer)."""
-        buf = bytearray(min(limit, 1 << 16))
-        out = bytearray()
-        while len(out) < limit:
-            view = memoryview(buf)[:min(len(buf), limit - len(out))]
-            n = self._raw.readinto(view)
-            if not n:
-                break
-            out += view[:n]
-        return bytes(out)
+        return read_at_most(self._raw.readinto, limit)
 
     def close(self) -> None:
         if self._closed:
@@ -435,6 +427,19 @@ class WireResponse:
         else:
             self._raw.close()
             self._conn.close()
+
+
+def read_at_most(readinto: Callable[[memoryview], int], limit: int) -> bytes:
+    """A body's first ``limit`` bytes (or all of a shorter one), through ``readinto``, 64 KiB at a time."""
+    buf = bytearray(min(limit, 1 << 16))
+    out = bytearray()
+    while len(out) < limit:
+        view = memoryview(buf)[:min(len(buf), limit - len(out))]
+        n = readinto(view)
+        if not n:
+            break
+        out += view[:n]
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------------------- the pool
